@@ -1,0 +1,139 @@
+"""The recurrent cell: only what depends on the previous step.
+
+In a VRNN step (Chung et al. 2015, eqs. 5-9), with h = h_{t-1}:
+
+    prior      p(z_t | h)          = N(mu_0, sigma_0)        = prior_net(h)
+    posterior  q(z_t | x_t, h)     = N(mu_z, sigma_z)        = posterior_net([phi_x(x_t), h])
+    emission   p(x_t | z_t, h)                               = emission_net([phi_z(z_t), h])
+    recurrence h_t = LSTM(h, [phi_x(x_t), phi_z(z_t)])
+
+Only the posterior, its reparameterised sample, phi_z and the LSTM update need h_{t-1}; the prior
+and the emission need h_{t-1} too but nothing later needs *them*, so they run once on the stacked
+[batch*time, ...] states after the loop, and phi_x needs only x so it runs once before. Two more
+things are hoisted: the phi_x part of the LSTM input projection (W_x phi_x(x_t) + b) and the phi_x
+part of the posterior's first layer; both arrive as per-step inputs. The two products with h_{t-1}
+(LSTM recurrent kernel, posterior first layer) share one matmul with a concatenated kernel. The
+posterior noise eps_t ~ N(0, I) is also an input, drawn before the loop, so the loop body is a
+deterministic function (reproducible, and the same noise can drive the naive reference in tests).
+
+Keras' RNN layer wants one tensor of fixed width per step, so the cell returns one concatenation
+[h_{t-1}, mu_z, sigma_z, z_t, phi_z(z_t)] that the model splits after the loop (`split_outputs`).
+The LSTM uses Keras' gate order (input, forget, candidate, output) and sigmoid/tanh activations.
+"""
+
+import keras
+import tensorflow as tf
+
+from avrnn_tf import heads
+
+
+def dense_stack(units, num_layers, name):
+    """`num_layers` ReLU Dense layers of `units` (an empty list when num_layers is 0)."""
+    return [keras.layers.Dense(units, activation="relu", name=f"{name}_{i}")
+            for i in range(num_layers)]
+
+
+def apply_stack(layers, x):
+    for layer in layers:
+        x = layer(x)
+    return x
+
+
+def lstm_update(gates, c):
+    """LSTM state update from pre-activation gates [B, 4H] (i, f, g, o order) and cell state c."""
+    i, f, g, o = tf.split(gates, 4, axis=-1)
+    c_new = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
+    h_new = tf.sigmoid(o) * tf.tanh(c_new)
+    return h_new, c_new
+
+
+class LatentLSTMCell(keras.layers.Layer):
+    """One recurrent step of the VRNN family, as a Keras RNN cell.
+
+    Per-step input (concatenated, width 4H [+ M + Z]):
+      gx_t  [B, 4H]  W_x phi_x(x_t) + b, the hoisted input projection into the LSTM gates;
+      px_t  [B, M]   the hoisted phi_x part of the posterior's first layer (latent models only);
+      eps_t [B, Z]   standard Normal noise for the reparameterised posterior sample.
+    Per-step output (width H [+ 3Z + M]): [h_{t-1}, mu_z, sigma_z, z_t, phi_z(z_t)].
+    State: [h, c], each [B, H].
+
+    With z_dim == 0 (RNN-Gauss / RNN-GMM) the cell is a plain LSTM fed gx_t, returning h_{t-1}.
+    `prior_net`, when given, makes the posterior mean residual: mu_z = mu_0(h_{t-1}) + delta
+    (the A-VRNN paper's "proposal using the mean from the prior"); the prior then also runs inside
+    the loop, which costs one more MLP per step.
+    """
+
+    def __init__(self, h_dim, z_dim, mlp_units, posterior_layers=1, phi_z_layers=1,
+                 scale_floor=1e-4, prior_net=None, **kwargs):
+        super().__init__(**kwargs)
+        self.h_dim = int(h_dim)
+        self.z_dim = int(z_dim)
+        self.mlp_units = int(mlp_units)
+        self.scale_floor = float(scale_floor)
+        self.state_size = [self.h_dim, self.h_dim]
+        self.prior_net = prior_net
+        if self.z_dim:
+            self.output_size = self.h_dim + 3 * self.z_dim + self.mlp_units
+            # The first posterior layer is split between px_t (hoisted) and the shared h-matmul.
+            self.posterior_hidden = dense_stack(mlp_units, posterior_layers - 1, "posterior_hidden")
+            self.posterior_out = keras.layers.Dense(2 * self.z_dim, name="posterior_out")
+            self.phi_z = dense_stack(mlp_units, phi_z_layers, "phi_z")
+            self.posterior_head = heads.NormalHead(self.z_dim, scale_floor)
+        else:
+            self.output_size = self.h_dim
+
+    def build(self, input_shape):
+        width = 4 * self.h_dim + (self.mlp_units if self.z_dim else 0)
+        self.recurrent_kernel = self.add_weight(
+            shape=(self.h_dim, width), initializer="glorot_uniform", name="recurrent_kernel")
+        if self.z_dim:
+            self.z_kernel = self.add_weight(
+                shape=(self.mlp_units, 4 * self.h_dim), initializer="glorot_uniform",
+                name="z_kernel")
+            hidden = tf.TensorShape([None, self.mlp_units])
+            for layer in self.posterior_hidden:
+                layer.build(hidden)
+            self.posterior_out.build(hidden)
+            shape = tf.TensorShape([None, self.z_dim])
+            for layer in self.phi_z:
+                layer.build(shape)
+                shape = tf.TensorShape([None, self.mlp_units])
+        self.built = True
+
+    def posterior_sample(self, px, h_matmul, eps, h):
+        """mu_z, sigma_z, z and phi_z(z) from the posterior's pre-activations."""
+        a = tf.nn.relu(px + h_matmul)
+        a = apply_stack(self.posterior_hidden, a)
+        loc, scale = self.posterior_head.loc_scale(self.posterior_out(a))
+        if self.prior_net is not None:
+            loc = loc + self.prior_net.loc_scale(h)[0]
+        z = loc + scale * eps
+        return loc, scale, z, apply_stack(self.phi_z, z)
+
+    def call(self, inputs, states):
+        h, c = states[0], states[1]
+        rec = tf.matmul(h, self.recurrent_kernel)
+        if not self.z_dim:
+            h_new, c_new = lstm_update(inputs + rec, c)
+            return h, [h_new, c_new]
+        four_h = 4 * self.h_dim
+        gx, px, eps = tf.split(inputs, [four_h, self.mlp_units, self.z_dim], axis=-1)
+        gh, ph = tf.split(rec, [four_h, self.mlp_units], axis=-1)
+        loc, scale, z, fz = self.posterior_sample(px, ph, eps, h)
+        h_new, c_new = lstm_update(gx + gh + tf.matmul(fz, self.z_kernel), c)
+        return tf.concat([h, loc, scale, z, fz], axis=-1), [h_new, c_new]
+
+    def split_outputs(self, outputs):
+        """Splits the stacked cell outputs [B, T, width] into a dict of named tensors."""
+        if not self.z_dim:
+            return {"h_prev": outputs}
+        h, loc, scale, z, fz = tf.split(
+            outputs, [self.h_dim, self.z_dim, self.z_dim, self.z_dim, self.mlp_units], axis=-1)
+        return {"h_prev": h, "post_loc": loc, "post_scale": scale, "z": z, "phi_z": fz}
+
+    def recurrent_gates(self, h, fz):
+        """The gate pre-activations that depend on the state (used by the sampler)."""
+        gh = tf.matmul(h, self.recurrent_kernel[:, :4 * self.h_dim])
+        if self.z_dim:
+            gh += tf.matmul(fz, self.z_kernel)
+        return gh

@@ -1,0 +1,205 @@
+"""The configuration every `configs/*.py` file starts from, its validation, and its typed views.
+
+A config is an `ml_collections.ConfigDict` with three groups:
+
+  model  the network (kind, emission and sizes): becomes a frozen `models.ModelSpec`;
+  data   where frames come from and how they are cut and batched;
+  train  optimisation, and how often to log, evaluate, write audio and checkpoint.
+
+Config files call `base_config()`, change what they need and return it from `get_config(arg)`.
+`validate(config)` checks every field's type and range and names each bad field in one
+`ConfigError`; the model code only ever sees the `ModelSpec` built by `model_spec(...)`.
+"""
+
+import json
+import math
+
+import ml_collections
+
+from avrnn_tf import models
+from avrnn_tf.heads import EMISSIONS
+
+OPTIMIZERS = ("adam", "rmsprop")
+DATA_FORMATS = ("auto", "synthetic", "wav_dir")
+
+
+class ConfigError(ValueError):
+    """A config field has a wrong type, an out-of-range value or an unknown name."""
+
+
+def base_config():
+    """The defaults: a small VRNN-Gauss on the built-in synthetic corpus, sized for a CPU."""
+    c = ml_collections.ConfigDict()
+    c.model = ml_collections.ConfigDict(dict(
+        kind="vrnn",            # rnn | storn | vrnn
+        emission="normal",      # normal | gmm | bernoulli
+        h_dim=256,              # LSTM state
+        z_dim=64,               # latent size (ignored by kind=rnn)
+        mlp_units=256,          # width of feature extractors and heads
+        phi_x_layers=2,
+        phi_z_layers=1,
+        head_layers=1,          # hidden layers of prior / posterior / emission MLPs
+        num_mixtures=20,        # GMM components (VRNN paper: 20)
+        scale_floor=1e-4,       # sigma = softplus(raw) + scale_floor
+        residual_posterior=False,
+    ))
+    c.data = ml_collections.ConfigDict(dict(
+        path="",                # "" = built-in synthetic corpus; else a directory of WAV files
+        format="auto",          # auto | synthetic | wav_dir
+        sample_rate=0,          # Hz; 0 = the data's own rate (16000 for the synthetic corpus)
+        frame_size=200,         # samples per frame (x_dim)
+        train_frames=40,        # frames per training chunk (0.5 s at 16 kHz with 200-sample frames)
+        batch_size=32,
+        valid_batch_size=16,
+        valid_fraction=0.05,    # share of training utterances held out for validation
+        split_seed=1234,        # the literature's validation-split seed
+        max_files=0,            # 0 = all; else a deterministic subset (quick runs)
+        max_valid_utterances=200,  # bound on validation cost; 0 = all
+        synthetic_utterances=400,
+        synthetic_seed=0,
+    ))
+    c.train = ml_collections.ConfigDict(dict(
+        steps=2000,
+        optimizer="adam",       # adam | rmsprop
+        learning_rate=1e-3,
+        clip_norm=10.0,         # global-norm gradient clipping; <= 0 disables
+        kl_weight=1.0,
+        seed=0,
+        log_every=20,           # TensorBoard scalars
+        eval_every=200,         # validation pass + latent histograms
+        checkpoint_every=200,
+        keep_checkpoints=3,
+        audio_every=500,        # generated clips as TensorBoard audio
+        num_audio_clips=3,
+        audio_seconds=2.0,
+        num_final_samples=4,    # WAVs written to <workdir>/samples at the end
+    ))
+    return c
+
+
+def parse_arg(arg, known):
+    """Splits a config argument like "tiny,fsdd" into a set, rejecting unknown variants."""
+    parts = {p.strip() for p in (arg or "").split(",") if p.strip()}
+    unknown = parts - set(known)
+    if unknown:
+        raise ConfigError(f"unknown config variant(s) {sorted(unknown)}; known: {sorted(known)}")
+    return parts
+
+
+def apply_variants(config, variants):
+    """Applies the variants every model config understands: `tiny` and `fsdd`."""
+    if "tiny" in variants:
+        config.model.update(h_dim=32, z_dim=8, mlp_units=32, phi_x_layers=1, num_mixtures=3)
+        config.data.update(batch_size=8, valid_batch_size=8, train_frames=20,
+                           synthetic_utterances=40, max_valid_utterances=24)
+        config.train.update(steps=60, log_every=10, eval_every=30, checkpoint_every=30,
+                            audio_every=30, num_audio_clips=1, audio_seconds=0.25,
+                            num_final_samples=1)
+    if "fsdd" in variants:
+        config.data.path = "../shared/data/fsdd"
+    return config
+
+
+VARIANTS = ("tiny", "fsdd")
+
+# field -> (type, check, what is expected)
+_CHECKS = {
+    "model.kind": (str, lambda v: v in models.KINDS, f"one of {models.KINDS}"),
+    "model.emission": (str, lambda v: v in EMISSIONS, f"one of {EMISSIONS}"),
+    "model.h_dim": (int, lambda v: v >= 1, "an integer >= 1"),
+    "model.z_dim": (int, lambda v: v >= 1, "an integer >= 1"),
+    "model.mlp_units": (int, lambda v: v >= 1, "an integer >= 1"),
+    "model.phi_x_layers": (int, lambda v: v >= 1, "an integer >= 1"),
+    "model.phi_z_layers": (int, lambda v: v >= 1, "an integer >= 1"),
+    "model.head_layers": (int, lambda v: v >= 1, "an integer >= 1"),
+    "model.num_mixtures": (int, lambda v: v >= 1, "an integer >= 1"),
+    "model.scale_floor": (float, lambda v: 0 < v < 1, "a float in (0, 1)"),
+    "model.residual_posterior": (bool, None, "true or false"),
+    "data.path": (str, None, "a directory path, or '' for the synthetic corpus"),
+    "data.format": (str, lambda v: v in DATA_FORMATS, f"one of {DATA_FORMATS}"),
+    "data.sample_rate": (int, lambda v: v == 0 or 1000 <= v <= 192000, "0 or a rate in Hz (1000-192000)"),
+    "data.frame_size": (int, lambda v: v >= 1, "an integer >= 1"),
+    "data.train_frames": (int, lambda v: v >= 1, "an integer >= 1"),
+    "data.batch_size": (int, lambda v: v >= 1, "an integer >= 1"),
+    "data.valid_batch_size": (int, lambda v: v >= 1, "an integer >= 1"),
+    "data.valid_fraction": (float, lambda v: 0 < v < 1, "a fraction in (0, 1)"),
+    "data.split_seed": (int, None, "an integer"),
+    "data.max_files": (int, lambda v: v >= 0, "an integer >= 0"),
+    "data.max_valid_utterances": (int, lambda v: v >= 0, "an integer >= 0"),
+    "data.synthetic_utterances": (int, lambda v: v >= 4, "an integer >= 4"),
+    "data.synthetic_seed": (int, None, "an integer"),
+    "train.steps": (int, lambda v: v >= 1, "an integer >= 1"),
+    "train.optimizer": (str, lambda v: v in OPTIMIZERS, f"one of {OPTIMIZERS}"),
+    "train.learning_rate": (float, lambda v: 0 < v < 10, "a float in (0, 10)"),
+    "train.clip_norm": (float, None, "a float (<= 0 disables clipping)"),
+    "train.kl_weight": (float, lambda v: v >= 0, "a float >= 0"),
+    "train.seed": (int, None, "an integer"),
+    "train.log_every": (int, lambda v: v >= 1, "an integer >= 1"),
+    "train.eval_every": (int, lambda v: v >= 1, "an integer >= 1"),
+    "train.checkpoint_every": (int, lambda v: v >= 1, "an integer >= 1"),
+    "train.keep_checkpoints": (int, lambda v: v >= 1, "an integer >= 1"),
+    "train.audio_every": (int, lambda v: v >= 0, "an integer >= 0 (0 disables)"),
+    "train.num_audio_clips": (int, lambda v: v >= 0, "an integer >= 0"),
+    "train.audio_seconds": (float, lambda v: 0 < v <= 60, "seconds in (0, 60]"),
+    "train.num_final_samples": (int, lambda v: v >= 0, "an integer >= 0"),
+}
+
+
+def _get(config, dotted):
+    node = config
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def _leaves(config, prefix=""):
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, ml_collections.ConfigDict):
+            yield from _leaves(value, name + ".")
+        else:
+            yield name
+
+
+def field_names(config):
+    """The dotted names of every leaf field, e.g. {"train.steps", ...}."""
+    return set(_leaves(config))
+
+
+def validate(config):
+    """Raises ConfigError naming every bad field (type, range, unknown or missing name)."""
+    problems = []
+    present = field_names(config)
+    for name in sorted(present - set(_CHECKS)):
+        problems.append(f"config.{name}: unknown field")
+    for name, (kind, check, expected) in _CHECKS.items():
+        if name not in present:
+            problems.append(f"config.{name}: missing (expected {expected})")
+            continue
+        value = _get(config, name)
+        ok_type = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            ok_type = True
+        if not ok_type or (kind is float and not math.isfinite(value)):
+            problems.append(f"config.{name} = {value!r}: expected {expected}")
+        elif check is not None and not check(value):
+            problems.append(f"config.{name} = {value!r}: expected {expected}")
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+    return config
+
+
+def model_spec(config, x_dim, emission_bias=None):
+    """The frozen `ModelSpec` for a validated config and a frame size."""
+    m = config.model
+    return models.ModelSpec(
+        kind=m.kind, emission=m.emission, x_dim=int(x_dim), h_dim=m.h_dim, z_dim=m.z_dim,
+        mlp_units=m.mlp_units, phi_x_layers=m.phi_x_layers, phi_z_layers=m.phi_z_layers,
+        head_layers=m.head_layers, num_mixtures=m.num_mixtures, scale_floor=float(m.scale_floor),
+        residual_posterior=m.residual_posterior,
+        emission_bias=None if emission_bias is None else tuple(float(v) for v in emission_bias))
+
+
+def to_json(config):
+    """A stable JSON text of a config (what is saved into the workdir)."""
+    return json.dumps(config.to_dict(), indent=2, sort_keys=True)

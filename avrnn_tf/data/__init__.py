@@ -1,0 +1,1 @@
+"""Data sources: the synthetic corpus, audio directories, framing and tf.data pipelines."""

@@ -1,0 +1,99 @@
+"""Reading audio files from a directory into mono float32 arrays at one sample rate.
+
+Decoding is libsndfile's (through `soundfile`): RIFF WAV of any PCM width or float, FLAC, OGG and
+NIST SPHERE. Multi-channel audio is down-mixed by averaging channels. Files at another rate are
+resampled with a polyphase anti-aliasing filter (`scipy.signal.resample_poly`).
+
+Every problem is reported as a `DataError` that names the file or directory and what was expected.
+"""
+
+import collections
+import math
+import os
+
+import numpy as np
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".sph")
+
+
+class DataError(ValueError):
+    """The data (a directory, a file, its contents) is not what the package can use."""
+
+
+def find_audio_files(directory, extensions=AUDIO_EXTENSIONS):
+    """Sorted paths of the audio files below `directory` (recursively, case-insensitive suffix)."""
+    if not directory:
+        raise DataError("no data directory given (config.data.path is empty)")
+    if not os.path.exists(directory):
+        raise DataError(f"data directory {directory!r} does not exist "
+                        f"(resolved to {os.path.abspath(directory)!r})")
+    if not os.path.isdir(directory):
+        raise DataError(f"data path {directory!r} is not a directory")
+    found = []
+    for root, dirs, files in os.walk(directory):
+        dirs.sort()
+        for name in sorted(files):
+            if name.lower().endswith(tuple(extensions)):
+                found.append(os.path.join(root, name))
+    if not found:
+        raise DataError(f"data directory {directory!r} holds no audio files "
+                        f"(looked for {', '.join(extensions)}, recursively)")
+    return found
+
+
+def read_audio(path):
+    """Returns (samples float32 [n] mono, sample_rate) of one audio file."""
+    import soundfile  # Imported here so that the package imports without libsndfile.
+
+    try:
+        samples, rate = soundfile.read(path, dtype="float32", always_2d=True)
+    except Exception as e:  # soundfile raises several types (LibsndfileError, RuntimeError, ...)
+        raise DataError(f"{path}: cannot decode as audio ({e})") from None
+    if samples.shape[0] == 0:
+        raise DataError(f"{path}: holds no samples")
+    samples = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
+    if not np.all(np.isfinite(samples)):
+        raise DataError(f"{path}: holds NaN or infinite samples")
+    return samples.astype(np.float32), int(rate)
+
+
+def resample(samples, from_rate, to_rate):
+    """Resamples with a polyphase anti-aliasing filter; a no-op when the rates agree."""
+    if from_rate == to_rate:
+        return samples
+    from scipy import signal
+
+    g = math.gcd(int(from_rate), int(to_rate))
+    return signal.resample_poly(samples, to_rate // g, from_rate // g).astype(np.float32)
+
+
+def read_directory(directory, sample_rate=0, max_files=0):
+    """Reads every audio file below `directory`.
+
+    Args:
+      directory: the folder to search (recursively).
+      sample_rate: target rate in Hz; 0 takes the most common rate among the files.
+      max_files: if > 0, only the first `max_files` files in sorted order.
+
+    Returns:
+      (list of (name, samples) with names relative to `directory`, sample_rate).
+
+    Raises:
+      DataError: listing every file that could not be read, and why.
+    """
+    paths = find_audio_files(directory)
+    if max_files:
+        paths = paths[:max_files]
+    decoded, problems = [], []
+    for path in paths:
+        try:
+            decoded.append((path, *read_audio(path)))
+        except DataError as e:
+            problems.append(str(e))
+    if problems:
+        raise DataError(f"{len(problems)} of {len(paths)} files in {directory!r} could not be "
+                        "read:\n  " + "\n  ".join(problems))
+    if not sample_rate:
+        sample_rate = collections.Counter(rate for _, _, rate in decoded).most_common(1)[0][0]
+    return [(os.path.relpath(path, directory), resample(samples, rate, sample_rate))
+            for path, samples, rate in decoded], int(sample_rate)

@@ -1,0 +1,204 @@
+"""From a data config to tf.data pipelines of standardized frames with masks.
+
+The literature's speech protocol (VRNN, SRNN, FIVO, Z-Forcing): waveforms cut into frames of 200
+samples, standardized with the training split's mean and std, trained on fixed-length chunks of 40
+frames, evaluated on whole utterances with masks, a 5% validation split drawn with seed 1234.
+
+Splits:
+  * FSDD (names like `7_jackson_32.wav`): the official test split is recording index 0-4; the
+    validation split is drawn from the rest.
+  * anything else: no test split; validation drawn from all utterances.
+  The validation draw is a seeded permutation of the sorted names, so it depends only on the set
+  of names and the seed.
+
+Training batches are a pure function of the global step: step s of data-epoch e = s // S takes
+chunk positions [(s mod S) * B, ...) of a stateless shuffle seeded by (seed, e). A run resumed at
+step s therefore sees exactly the batches an uninterrupted run would, with no iterator state.
+"""
+
+import dataclasses
+import json
+import os
+import re
+from typing import List, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from avrnn_tf.data import audio
+from avrnn_tf.data import synthetic
+
+FSDD_NAME = re.compile(r"^\d_[A-Za-z]+_(\d+)\.wav$")
+
+Utterance = Tuple[str, np.ndarray]
+
+
+@dataclasses.dataclass
+class Corpus:
+    """Utterances (name, float32 samples) per split at one sample rate."""
+    sample_rate: int
+    train: List[Utterance]
+    valid: List[Utterance]
+    test: List[Utterance]
+    source: str
+
+    def sizes(self):
+        return {k: len(getattr(self, k)) for k in ("train", "valid", "test")}
+
+
+@dataclasses.dataclass(frozen=True)
+class Standardizer:
+    """x -> (x - mean) / std with scalar statistics of the training split's samples."""
+    mean: float
+    std: float
+
+    @classmethod
+    def fit(cls, utterances):
+        total = sum(len(s) for _, s in utterances)
+        mean = sum(float(np.sum(s, dtype=np.float64)) for _, s in utterances) / total
+        var = sum(float(np.sum((s.astype(np.float64) - mean) ** 2)) for _, s in utterances) / total
+        if not var > 0:
+            raise audio.DataError("the training split is silent (its standard deviation is 0)")
+        return cls(mean, float(np.sqrt(var)))
+
+    def apply(self, samples):
+        return ((samples - self.mean) / self.std).astype(np.float32)
+
+    def invert(self, values):
+        return values * self.std + self.mean
+
+
+def split_names(names, valid_fraction, seed):
+    """Returns {"train", "valid", "test"} lists of indices into `names` (see module docstring)."""
+    test, rest = [], []
+    is_fsdd = bool(names) and all(FSDD_NAME.match(os.path.basename(n)) for n in names)
+    for i, name in enumerate(names):
+        match = FSDD_NAME.match(os.path.basename(name)) if is_fsdd else None
+        (test if match and int(match.group(1)) <= 4 else rest).append(i)
+    rest = sorted(rest, key=lambda i: names[i])
+    order = np.random.default_rng(seed).permutation(len(rest))
+    num_valid = max(1, int(round(valid_fraction * len(rest))))
+    if len(rest) - num_valid < 1:
+        raise audio.DataError(f"only {len(rest)} utterance(s) outside the test split: "
+                              "need at least 2 for a training and a validation split")
+    valid = sorted(rest[j] for j in order[:num_valid])
+    train = sorted(rest[j] for j in order[num_valid:])
+    return {"train": train, "valid": valid, "test": sorted(test)}
+
+
+def load_corpus(data):
+    """Reads the corpus a data config describes (synthetic when data.path is empty)."""
+    fmt = data.format
+    if fmt == "auto":
+        fmt = "wav_dir" if data.path else "synthetic"
+    if fmt == "synthetic":
+        rate = data.sample_rate or synthetic.DEFAULT_SAMPLE_RATE
+        utterances = synthetic.synthesize_corpus(data.synthetic_utterances, seed=data.synthetic_seed,
+                                                 sample_rate=rate)
+        source = f"synthetic(n={data.synthetic_utterances}, seed={data.synthetic_seed})"
+    else:
+        utterances, rate = audio.read_directory(data.path, data.sample_rate, data.max_files)
+        source = os.path.abspath(data.path)
+    names = [n for n, _ in utterances]
+    split = split_names(names, data.valid_fraction, data.split_seed)
+    pick = lambda key: [utterances[i] for i in split[key]]
+    short = [n for n, s in utterances if len(s) < data.frame_size]
+    if short:
+        raise audio.DataError(
+            f"{len(short)} utterance(s) are shorter than one frame ({data.frame_size} samples), "
+            f"e.g. {short[:5]}")
+    return Corpus(rate, pick("train"), pick("valid"), pick("test"), source)
+
+
+def frame(samples, frame_size):
+    """[n] samples -> [n // frame_size, frame_size] frames (a trailing partial frame is dropped)."""
+    n = len(samples) // frame_size
+    return samples[: n * frame_size].reshape(n, frame_size)
+
+
+def training_chunks(utterances, standardizer, frame_size, chunk_frames):
+    """All non-overlapping chunks of `chunk_frames` frames, the last of each utterance padded.
+
+    Returns (x [N, chunk_frames, frame_size] float32, mask [N, chunk_frames] float32).
+    """
+    xs, masks = [], []
+    for _, samples in utterances:
+        frames = frame(standardizer.apply(samples), frame_size)
+        for start in range(0, len(frames), chunk_frames):
+            piece = frames[start:start + chunk_frames]
+            pad = chunk_frames - len(piece)
+            xs.append(np.pad(piece, [(0, pad), (0, 0)]))
+            masks.append(np.concatenate([np.ones(len(piece)), np.zeros(pad)]))
+    return np.stack(xs).astype(np.float32), np.stack(masks).astype(np.float32)
+
+
+def batch_indices(step, num_items, batch_size, seed):
+    """Indices [batch_size] of the items in training batch `step` (a scalar int64 tensor)."""
+    per_epoch = max(1, num_items // batch_size)
+    epoch = step // per_epoch
+    perm = tf.random.experimental.stateless_shuffle(
+        tf.range(num_items, dtype=tf.int64),
+        seed=tf.random.experimental.stateless_fold_in(tf.constant([seed, 1], tf.int64), epoch))
+    start = (step % per_epoch) * batch_size
+    return tf.gather(perm, (start + tf.range(batch_size, dtype=tf.int64)) % num_items)
+
+
+def train_dataset(x, mask, batch_size, seed, start_step):
+    """Batches (x [B, T, D], mask [B, T]) for global steps start_step, start_step + 1, ...
+
+    The dataset is endless; `fit(steps_per_epoch=...)` decides how many batches a round takes.
+    """
+    x, mask = tf.constant(x), tf.constant(mask)
+    n = int(x.shape[0])
+
+    def batch(step):
+        idx = batch_indices(step, n, batch_size, seed)
+        return tf.gather(x, idx), tf.gather(mask, idx)
+
+    ds = tf.data.Dataset.range(start_step, np.iinfo(np.int64).max)
+    return ds.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(2)
+
+
+def eval_batches(utterances, standardizer, frame_size, batch_size, max_utterances=0):
+    """Whole utterances in padded batches: a list of (x [B, T_b, D], mask [B, T_b]) numpy pairs.
+
+    Utterances are sorted by length so padding is small; T_b is rounded up to a multiple of 8
+    frames to bound the number of distinct shapes (each new shape traces the eval step once).
+    """
+    if max_utterances:
+        utterances = utterances[:max_utterances]
+    frames = sorted((frame(standardizer.apply(s), frame_size) for _, s in utterances), key=len)
+    batches = []
+    for start in range(0, len(frames), batch_size):
+        group = frames[start:start + batch_size]
+        t = -(-max(len(f) for f in group) // 8) * 8
+        x = np.zeros([len(group), t, frame_size], np.float32)
+        mask = np.zeros([len(group), t], np.float32)
+        for i, f in enumerate(group):
+            x[i, :len(f)] = f
+            mask[i, :len(f)] = 1.0
+        batches.append((x, mask))
+    return batches
+
+
+def eval_dataset(batches, frame_size):
+    """A tf.data.Dataset over `eval_batches(...)` output."""
+    spec = (tf.TensorSpec([None, None, frame_size], tf.float32), tf.TensorSpec([None, None], tf.float32))
+    ds = tf.data.Dataset.from_generator(lambda: iter(batches), output_signature=spec)
+    return ds.apply(tf.data.experimental.assert_cardinality(len(batches)))
+
+
+def save_stats(path, corpus, standardizer, frame_size):
+    """Writes what evaluation, generation and resumed runs need to know about the data."""
+    stats = {"sample_rate": corpus.sample_rate, "frame_size": frame_size,
+             "mean": standardizer.mean, "std": standardizer.std, "source": corpus.source,
+             "split_sizes": corpus.sizes(),
+             "train_samples": int(sum(len(s) for _, s in corpus.train))}
+    with open(path, "w") as f:
+        json.dump(stats, f, indent=2, sort_keys=True)
+    return stats
+
+
+def load_stats(path):
+    with open(path) as f:
+        return json.load(f)

@@ -1,0 +1,259 @@
+"""The model family: RNN-Gauss, RNN-GMM, STORN and VRNN-Gauss/GMM as switches of one network.
+
+| kind    | latent | prior p(z_t | h_{t-1})   | trained on (see training.py)         |
+|---------|--------|---------------------------|--------------------------------------|
+| "rnn"   | none   | -                         | exact log-likelihood                 |
+| "storn" | z_t    | N(0, I), fixed            | ELBO ("VRNN-I" row of Chung et al.)  |
+| "vrnn"  | z_t    | learned MLP on h_{t-1}    | ELBO (or A-VRNN's phases)            |
+
+The emission is "normal", "gmm" or "bernoulli" for every kind. `create_network(spec)` builds the
+network from a frozen `ModelSpec`; the network never reads flags or config files.
+
+Shapes: B batch, T frames, D frame size (x_dim), H RNN state, Z latent, M MLP width.
+
+#### References
+Chung et al. (2015), "A Recurrent Latent Variable Model for Sequential Data".
+Bayer & Osendorfer (2014), "Learning Stochastic Recurrent Networks" (STORN).
+Huang & Xiao, "Regularized Sequential Latent Variable Models with Adversarial Neural Networks".
+"""
+
+import dataclasses
+from typing import Optional, Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from avrnn_tf import cells
+from avrnn_tf import heads
+
+KINDS = ("rnn", "storn", "vrnn")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """Everything that fixes a network's shape; built from a config by `config.model_spec`.
+
+    Attributes:
+      kind: "rnn", "storn" or "vrnn".
+      emission: "normal", "gmm" or "bernoulli".
+      x_dim: frame size D.
+      h_dim: LSTM state size H.
+      z_dim: latent size Z (ignored for "rnn").
+      mlp_units: width M of every feature extractor and head hidden layer.
+      phi_x_layers, phi_z_layers: depth of the feature extractors.
+      head_layers: hidden layers before the output layer of prior, posterior and emission.
+      num_mixtures: GMM components.
+      scale_floor: added to softplus scales.
+      residual_posterior: mu_z = mu_0 + delta.
+      emission_bias: optional initial emission output bias (Bernoulli: logit of training mean).
+    """
+    kind: str
+    emission: str
+    x_dim: int
+    h_dim: int = 256
+    z_dim: int = 64
+    mlp_units: int = 256
+    phi_x_layers: int = 2
+    phi_z_layers: int = 1
+    head_layers: int = 1
+    num_mixtures: int = 20
+    scale_floor: float = 1e-4
+    residual_posterior: bool = False
+    emission_bias: Optional[Tuple[float, ...]] = None
+
+    @property
+    def has_latent(self):
+        return self.kind != "rnn"
+
+    @property
+    def learned_prior(self):
+        return self.kind == "vrnn"
+
+
+class HeadNet(keras.layers.Layer):
+    """MLP -> distribution parameters -> TFP distribution, for prior, posterior or emission."""
+
+    def __init__(self, head, units, hidden_layers, bias_init=None, **kwargs):
+        super().__init__(**kwargs)
+        self.head = head
+        self.hidden = cells.dense_stack(units, hidden_layers, self.name + "_hidden")
+        init = "zeros" if bias_init is None else keras.initializers.Constant(bias_init)
+        self.out = keras.layers.Dense(head.params_size, bias_initializer=init, name=self.name + "_out")
+
+    def call(self, x):
+        return self.out(cells.apply_stack(self.hidden, x))
+
+    def loc_scale(self, x):
+        return self.head.loc_scale(self(x))
+
+
+def _lstm_bias_init(h_dim):
+    """Forget-gate bias 1 (Jozefowicz et al. 2015), other gates 0, in (i, f, g, o) order."""
+    bias = np.zeros([4 * h_dim], np.float32)
+    bias[h_dim:2 * h_dim] = 1.0
+    return keras.initializers.Constant(bias)
+
+
+class SequenceNetwork(keras.layers.Layer):
+    """The parameters and the forward maths of one member of the family.
+
+    `trajectory(x, noise)` runs the model on observed frames with the posterior noise given, and
+    returns per-frame tensors; `frame_terms` turns them into the per-frame quantities every bound
+    needs; `sample` generates. Training algorithms live in training.py, bounds in bounds.py.
+    """
+
+    def __init__(self, spec: ModelSpec, **kwargs):
+        super().__init__(**kwargs)
+        if spec.kind not in KINDS:
+            raise ValueError(f"model kind {spec.kind!r} is not one of {', '.join(KINDS)}")
+        self.spec = spec
+        m = spec.mlp_units
+        z_dim = spec.z_dim if spec.has_latent else 0
+        self.z_dim = z_dim
+        self.phi_x = cells.dense_stack(m, spec.phi_x_layers, "phi_x")
+        # Hoisted input projections (see cells.py): phi_x into the LSTM gates and into the
+        # posterior's first layer. Biases of the split layers live here, once.
+        self.gate_x = keras.layers.Dense(4 * spec.h_dim, bias_initializer=_lstm_bias_init(spec.h_dim),
+                                         name="gate_x")
+        self.emission_head = heads.make_emission_head(
+            spec.emission, spec.x_dim, spec.num_mixtures, spec.scale_floor)
+        self.emission_net = HeadNet(self.emission_head, m, spec.head_layers,
+                                    bias_init=spec.emission_bias, name="emission")
+        self.prior_net = None
+        if z_dim:
+            self.posterior_x = keras.layers.Dense(m, name="posterior_x")
+            if spec.learned_prior:
+                self.prior_net = HeadNet(heads.NormalHead(z_dim, spec.scale_floor), m,
+                                         spec.head_layers, name="prior")
+        self.cell = cells.LatentLSTMCell(
+            spec.h_dim, z_dim, m, posterior_layers=spec.head_layers,
+            phi_z_layers=spec.phi_z_layers, scale_floor=spec.scale_floor,
+            prior_net=self.prior_net if spec.residual_posterior else None, name="cell")
+        self.rnn = keras.layers.RNN(self.cell, return_sequences=True, name="rnn")
+
+    def build(self, input_shape=None):
+        x = tf.zeros([1, 1, self.spec.x_dim])
+        self.frame_terms(x, tf.zeros(self.noise_shape(x)))
+        self.built = True
+
+    # ---------------------------------------------------------------- inference network pass
+    def noise_shape(self, x):
+        """Shape of the posterior noise for frames x [B, T, D]: [B, T, Z] (Z = 0 for "rnn")."""
+        shape = tf.shape(x)
+        return tf.stack([shape[0], shape[1], self.z_dim])
+
+    def features(self, x):
+        """phi_x(x) [B, T, M]: depends on x alone, so it runs once over all frames."""
+        return cells.apply_stack(self.phi_x, x)
+
+    def trajectory(self, x, noise):
+        """Runs the recurrence on frames x [B, T, D] with posterior noise [B, T, Z].
+
+        Returns a dict of [B, T, .] tensors: h_prev (h_{t-1}), and for latent models post_loc,
+        post_scale, z (the reparameterised posterior sample), phi_z, prior_loc, prior_scale; and
+        emission_params, the parameters of p(x_t | z_t, h_{t-1}) (of p(x_t | h_{t-1}) for "rnn").
+        """
+        fx = self.features(x)
+        inputs = [self.gate_x(fx)]
+        if self.z_dim:
+            inputs += [self.posterior_x(fx), noise]
+        out = self.cell.split_outputs(self.rnn(tf.concat(inputs, axis=-1)))
+        h_prev = out["h_prev"]
+        if self.z_dim:
+            out["prior_loc"], out["prior_scale"] = self.prior(h_prev)
+            emission_input = tf.concat([out["phi_z"], h_prev], axis=-1)
+        else:
+            emission_input = h_prev
+        out["emission_params"] = self.emission_net(emission_input)
+        return out
+
+    def prior(self, h_prev):
+        """(loc, scale) of p(z_t | h_{t-1}); N(0, I) for STORN."""
+        if self.prior_net is None:
+            zeros = tf.zeros(tf.concat([tf.shape(h_prev)[:-1], [self.z_dim]], axis=0), h_prev.dtype)
+            return zeros, tf.ones_like(zeros)
+        return self.prior_net.loc_scale(h_prev)
+
+    def frame_terms(self, x, noise):
+        """Per-frame terms of every bound, each [B, T] (unmasked; bounds.py applies the mask).
+
+          log_px: log p(x_t | z_t, h_{t-1}) at the posterior sample (log p(x_t | h_{t-1}) for rnn)
+          kl:     KL(q(z_t | x_t, h_{t-1}) || p(z_t | h_{t-1})), analytic (0 for rnn)
+          log_pz, log_qz: log p(z_t | h_{t-1}) and log q(z_t | x_t, h_{t-1}) at the sample
+        """
+        out = self.trajectory(x, noise)
+        log_px = self.emission_head.new(out["emission_params"]).log_prob(x)
+        if not self.z_dim:
+            zero = tf.zeros_like(log_px)
+            return {"log_px": log_px, "kl": zero, "log_pz": zero, "log_qz": zero, "trajectory": out}
+        q_loc, q_scale, z = out["post_loc"], out["post_scale"], out["z"]
+        p_loc, p_scale = out["prior_loc"], out["prior_scale"]
+        return {
+            "log_px": log_px,
+            "kl": heads.normal_kl(q_loc, q_scale, p_loc, p_scale),
+            "log_pz": heads.normal_log_prob(z, p_loc, p_scale),
+            "log_qz": heads.normal_log_prob(z, q_loc, q_scale),
+            "trajectory": out,
+        }
+
+    # ------------------------------------------------------------------------- generation
+    def sample(self, num_sequences, num_frames, seed, temperature=1.0):
+        """Generates frames [N, T, D] by ancestral sampling from the generative model.
+
+        The whole chain prior -> z -> phi_z -> emission -> x -> phi_x -> LSTM runs in one
+        tf.while_loop. Randomness is stateless: step t uses seed folded with t, so a given
+        (seed [2] int, N, T) always gives the same frames. `temperature` scales the latent noise
+        and the emission's spread (Normal/GMM scales; Bernoulli logits are divided by it).
+        """
+        spec = self.spec
+        n = tf.convert_to_tensor(num_sequences, tf.int32)
+        t_total = tf.convert_to_tensor(num_frames, tf.int32)
+        seed = tf.convert_to_tensor(seed, tf.int32)
+        temperature = tf.convert_to_tensor(temperature, tf.float32)
+        h = tf.zeros([n, spec.h_dim])
+        c = tf.zeros([n, spec.h_dim])
+        frames = tf.TensorArray(tf.float32, size=t_total, element_shape=[None, spec.x_dim])
+
+        def body(t, h, c, frames):
+            step_seed = tf.random.experimental.stateless_fold_in(seed, t)
+            z_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(step_seed, 2))
+            fz = None
+            if self.z_dim:
+                loc, scale = self.prior(h)
+                eps = tf.random.stateless_normal(tf.shape(loc), seed=z_seed)
+                fz = cells.apply_stack(self.cell.phi_z, loc + temperature * scale * eps)
+                emission_input = tf.concat([fz, h], axis=-1)
+            else:
+                emission_input = h
+            x = self.sample_emission(self.emission_net(emission_input), x_seed, temperature)
+            gates = self.gate_x(self.features(x)) + self.cell.recurrent_gates(h, fz)
+            h, c = cells.lstm_update(gates, c)
+            return t + 1, h, c, frames.write(t, x)
+
+        _, _, _, frames = tf.while_loop(lambda t, *_: t < t_total, body,
+                                        (tf.constant(0), h, c, frames))
+        return tf.transpose(frames.stack(), [1, 0, 2])
+
+    def sample_emission(self, params, seed, temperature):
+        """Draws x_t [N, D] from the emission at `temperature` with a stateless seed."""
+        head = self.emission_head
+        if isinstance(head, heads.NormalHead):
+            loc, scale = head.loc_scale(params)
+            return loc + temperature * scale * tf.random.stateless_normal(tf.shape(loc), seed=seed)
+        if isinstance(head, heads.GMMHead):
+            logits, loc, scale = head.split(params)
+            k_seed, n_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+            k = tf.random.stateless_categorical(logits, 1, seed=k_seed)[:, 0]
+            loc = tf.gather(loc, k, batch_dims=1)
+            scale = tf.gather(scale, k, batch_dims=1)
+            return loc + temperature * scale * tf.random.stateless_normal(tf.shape(loc), seed=n_seed)
+        u = tf.random.stateless_uniform(tf.shape(params), seed=seed)
+        return tf.cast(u < tf.sigmoid(params / temperature), tf.float32)
+
+
+def create_network(spec: ModelSpec) -> SequenceNetwork:
+    """Builds (and creates the variables of) the network described by `spec`."""
+    network = SequenceNetwork(spec, name=f"{spec.kind}_{spec.emission}")
+    network.build()
+    return network

@@ -1,0 +1,45 @@
+"""Import TensorFlow without its C++ start-up chatter.
+
+TensorFlow 2.21 prints oneDNN, CUDA-stub and cuInit notices straight to file descriptor 2 before
+absl logging is initialised, so TF_CPP_MIN_LOG_LEVEL alone does not silence them. The command-line
+programs call `import_tensorflow()` first: it points fd 2 at a temporary file while TensorFlow loads
+and initialises its devices, then restores it. If the import fails, what was captured is replayed so
+a real error is never hidden.
+"""
+
+import os
+import sys
+import tempfile
+
+_done = False
+
+
+def import_tensorflow():
+    """Returns the `tensorflow` module, imported with its start-up logging suppressed."""
+    global _done
+    if _done or "tensorflow" in sys.modules:
+        import tensorflow as tf
+        _done = True
+        return tf
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    capture = tempfile.TemporaryFile()
+    os.dup2(capture.fileno(), 2)
+    try:
+        import tensorflow as tf
+        tf.config.list_physical_devices()
+        tf.constant(0.0) + 1.0  # Device initialisation also prints (cuInit on CPU-only machines).
+        tf.get_logger().setLevel("ERROR")
+        import tensorflow_probability  # noqa: F401  (its tf-keras import logs too)
+    except BaseException:
+        os.dup2(saved, 2)
+        capture.seek(0)
+        sys.stderr.write(capture.read().decode("utf-8", "replace"))
+        raise
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        capture.close()
+    _done = True
+    return tf

@@ -1,0 +1,76 @@
+"""avrnn-train: train (or resume) a model of the family from a config file.
+
+  avrnn-train --config=configs/vrnn_gauss.py[:variant] --workdir=DIR [--config.FIELD=VALUE ...]
+  python -m avrnn_tf.train ...   (the same program)
+
+Running the same command again resumes from the workdir's last checkpoint; a larger
+--config.train.steps continues the run. Bad configs and unreadable data stop the program before
+training with a message naming the field or file (exit status 2).
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from avrnn_tf.tf_setup import import_tensorflow
+
+import_tensorflow()  # Before the config file (which imports TensorFlow) is loaded by flag parsing.
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file(
+    "config", None, "Config file, e.g. configs/vrnn_gauss.py or configs/vrnn_gauss.py:tiny,fsdd.",
+    lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard logs and samples.")
+flags.DEFINE_enum("progress", "auto", ["auto", "bar", "epoch", "none"],
+                  "Terminal progress: a Keras progress bar, one line per round, or nothing.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+_VERBOSE = {"auto": 1 if sys.stdout.isatty() else 2, "bar": 1, "epoch": 2, "none": 0}
+
+
+def fail(message):
+    print(f"avrnn-train: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def main(argv):
+    if len(argv) > 1:
+        fail(f"unexpected arguments {argv[1:]}; give settings as --config.FIELD=VALUE")
+    logging.set_verbosity(logging.WARNING)  # absl INFO lines from TF's checkpoint saver.
+    from avrnn_tf import config as config_lib
+    from avrnn_tf import loop
+    from avrnn_tf.data.audio import DataError
+
+    try:
+        loop.train_and_evaluate(FLAGS.config, FLAGS.workdir, verbose=_VERBOSE[FLAGS.progress])
+    except (config_lib.ConfigError, DataError) as e:
+        fail(str(e))
+
+
+def parse_flags(argv):
+    """absl flag parsing with every failure turned into one clear line (no traceback)."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        fail(str(e).strip().replace("\n", " "))
+    except (AttributeError, KeyError):
+        # ml_collections raises these for an override of a field the config does not have.
+        from avrnn_tf import config as config_lib
+
+        known = config_lib.field_names(config_lib.base_config())
+        culprits = [a.split("=")[0] for a in argv[1:]
+                    if a.startswith("--config.") and a.split("=")[0][len("--config."):] not in known]
+        fail(f"unknown config field(s): {', '.join(culprits) or 'in the --config overrides'}; "
+             "the fields that exist are listed in avrnn_tf/config.py (base_config)")
+
+
+def run():
+    """Console-script entry point."""
+    app.run(main, flags_parser=parse_flags)
+
+
+if __name__ == "__main__":
+    run()

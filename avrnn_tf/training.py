@@ -1,0 +1,107 @@
+"""Training algorithms as `keras.Model` subclasses with custom `train_step` / `test_step`.
+
+`ELBOTrainer` trains any member of the family on the ELBO (the exact log-likelihood for "rnn"
+models) so that `fit`, its progress bar and callbacks work unchanged. Batches are `(x, mask)` with
+x [B, T, D] float32 frames and mask [B, T] (1 = real frame).
+
+Randomness is stateless and derived from the optimizer's step counter: the posterior noise of step
+s is `stateless_normal(seed=fold_in([seed, 0], s))`, drawn before the recurrence and passed in. A
+resumed run therefore draws exactly the noise an uninterrupted run would, and evaluation (which
+folds in a fixed value instead) sees the same noise every time it runs.
+
+Metrics (keras.metrics.Mean, weighted so that averages over many batches are exact ratios):
+  loss               -objective per frame (what is minimised)
+  elbo_per_frame     sum ELBO / sum frames (nats)        elbo_per_sequence  mean per-sequence ELBO
+  log_px_per_frame   reconstruction log-likelihood       kl_per_frame       analytic KL per frame
+  grad_norm          global gradient norm before clipping (training only)
+"""
+
+import keras
+import tensorflow as tf
+
+from avrnn_tf import bounds
+
+EVAL_FOLD = -1  # Folded into the seed for evaluation noise (training folds in the step >= 0).
+
+
+def step_seed(seed, step):
+    """A stateless [2] int32 seed for `step` (a scalar int tensor) from an integer `seed`."""
+    base = tf.constant([seed, 0], tf.int32)
+    return tf.random.experimental.stateless_fold_in(base, tf.cast(step, tf.int32))
+
+
+def clip_gradients(grads, clip_norm):
+    """Clips by global norm when clip_norm > 0; returns (grads, norm before clipping)."""
+    if clip_norm and clip_norm > 0:
+        return tf.clip_by_global_norm(grads, clip_norm)
+    return grads, tf.linalg.global_norm(grads)
+
+
+class ELBOTrainer(keras.Model):
+    """Maximises the ELBO of a `SequenceNetwork` with one optimizer.
+
+    Args:
+      network: a built `models.SequenceNetwork`.
+      seed: integer from which every step's noise is derived.
+      clip_norm: global-norm gradient clipping threshold (<= 0 disables clipping).
+      kl_weight: weight of the KL term in the objective (1 is the ELBO).
+    """
+
+    def __init__(self, network, seed=0, clip_norm=10.0, kl_weight=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.network = network
+        self.seed = int(seed)
+        self.clip_norm = float(clip_norm)
+        self.kl_weight = float(kl_weight)
+        self.trace_count = 0  # Incremented only when train_step is traced (Python side effect).
+        self._trackers = {name: keras.metrics.Mean(name=name) for name in (
+            "loss", "elbo_per_frame", "elbo_per_sequence", "log_px_per_frame", "kl_per_frame",
+            "grad_norm")}
+
+    @property
+    def metrics(self):
+        return list(self._trackers.values())
+
+    def call(self, inputs, training=False):
+        """Per-sequence ELBO [B] of `(x, mask)` with evaluation noise."""
+        x, mask = inputs
+        return self.bound_terms(x, mask, step_seed(self.seed, EVAL_FOLD))["elbo"]
+
+    def noise(self, x, seed):
+        return tf.random.stateless_normal(self.network.noise_shape(x), seed=seed)
+
+    def bound_terms(self, x, mask, seed):
+        terms = self.network.frame_terms(x, self.noise(x, seed))
+        return bounds.elbo(terms, mask, self.kl_weight)
+
+    def _update_metrics(self, b, grad_norm=None):
+        frames = tf.reduce_sum(b["num_frames"])
+        sequences = tf.reduce_sum(tf.cast(b["num_frames"] > 0, frames.dtype))
+        per_frame = lambda v: tf.reduce_sum(v) / tf.maximum(frames, 1.0)
+        t = self._trackers
+        t["loss"].update_state(-per_frame(b["objective"]), sample_weight=frames)
+        t["elbo_per_frame"].update_state(per_frame(b["elbo"]), sample_weight=frames)
+        t["log_px_per_frame"].update_state(per_frame(b["log_px"]), sample_weight=frames)
+        t["kl_per_frame"].update_state(per_frame(b["kl"]), sample_weight=frames)
+        t["elbo_per_sequence"].update_state(
+            tf.reduce_sum(b["elbo"]) / tf.maximum(sequences, 1.0), sample_weight=sequences)
+        if grad_norm is not None:
+            t["grad_norm"].update_state(grad_norm)
+
+    def train_step(self, data):
+        self.trace_count += 1
+        x, mask = data
+        seed = step_seed(self.seed, self.optimizer.iterations)
+        variables = self.network.trainable_variables
+        with tf.GradientTape() as tape:
+            b = self.bound_terms(x, mask, seed)
+            loss = -tf.reduce_sum(b["objective"]) / tf.maximum(tf.reduce_sum(b["num_frames"]), 1.0)
+        grads, norm = clip_gradients(tape.gradient(loss, variables), self.clip_norm)
+        self.optimizer.apply_gradients(zip(grads, variables))
+        self._update_metrics(b, norm)
+        return {m.name: m.result() for m in self.metrics}
+
+    def test_step(self, data):
+        x, mask = data
+        self._update_metrics(self.bound_terms(x, mask, step_seed(self.seed, EVAL_FOLD)))
+        return {m.name: m.result() for m in self.metrics if m.name != "grad_norm"}

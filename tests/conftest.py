@@ -1,0 +1,34 @@
+"""Shared test fixtures: project paths, the shared data, and running the CLIs as users do."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA = os.path.normpath(os.path.join(PROJECT_ROOT, "..", "shared", "data"))
+FSDD = os.path.join(SHARED_DATA, "fsdd")
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def run_cli(module, *args, timeout=600, env=None):
+    """Runs `python -m module args...` from the project root; returns the CompletedProcess."""
+    full_env = dict(os.environ, **(env or {}))
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+@pytest.fixture(scope="session")
+def tf():
+    from avrnn_tf.tf_setup import import_tensorflow
+
+    return import_tensorflow()
+
+
+@pytest.fixture(scope="session")
+def fsdd_dir():
+    if not os.path.isdir(FSDD):
+        pytest.fail(f"the shared FSDD data is missing at {FSDD}: tests expect ../shared beside the project")
+    return FSDD

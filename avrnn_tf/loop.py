@@ -37,6 +37,16 @@ def make_optimizer(train):
     return keras.optimizers.RMSprop(train.learning_rate)
 
 
+def build_trainer(config, network):
+    """The compiled training algorithm a config asks for, its optimizer(s) built."""
+    t = config.train
+    trainer = training.ELBOTrainer(network, seed=t.seed, clip_norm=t.clip_norm,
+                                   kl_weight=t.kl_weight)
+    trainer.compile(optimizer=make_optimizer(t))
+    trainer.optimizer.build(network.trainable_variables)
+    return trainer
+
+
 class Run:
     """Everything a training run holds: data, trainer, checkpoint manager, summary writer."""
 
@@ -60,11 +70,7 @@ class Run:
             data.max_valid_utterances)
 
         self.network = models.create_network(config_lib.model_spec(config, data.frame_size))
-        self.trainer = training.ELBOTrainer(self.network, seed=config.train.seed,
-                                            clip_norm=config.train.clip_norm,
-                                            kl_weight=config.train.kl_weight)
-        self.trainer.compile(optimizer=make_optimizer(config.train))
-        self.trainer.optimizer.build(self.network.trainable_variables)
+        self.trainer = build_trainer(config, self.network)
         self.checkpoint = tf.train.Checkpoint(model=self.trainer, optimizer=self.trainer.optimizer)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(workdir, "checkpoints"),

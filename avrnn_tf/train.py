@@ -8,6 +8,7 @@ Running the same command again resumes from the workdir's last checkpoint; a lar
 training with a message naming the field or file (exit status 2).
 """
 
+import os
 import sys
 
 from absl import app
@@ -52,10 +53,19 @@ def main(argv):
 
 def parse_flags(argv):
     """absl flag parsing with every failure turned into one clear line (no traceback)."""
+    for arg in argv[1:]:
+        if arg.startswith("--config="):
+            path = arg[len("--config="):].split(":")[0]
+            if not os.path.isfile(path):
+                fail(f"config file {path!r} does not exist (resolved to {os.path.abspath(path)!r})")
     try:
         return FLAGS(argv)
     except flags.Error as e:
-        fail(str(e).strip().replace("\n", " "))
+        text = str(e).strip()
+        if "Traceback (most recent call last)" in text:  # An exception inside the config file.
+            last = [line for line in text.splitlines() if line.strip()][-1]
+            text = f"{text.split('Traceback')[0].strip()} {last.strip()}"
+        fail(" ".join(text.split()))
     except (AttributeError, KeyError):
         # ml_collections raises these for an override of a field the config does not have.
         from avrnn_tf import config as config_lib

@@ -32,3 +32,22 @@ def fsdd_dir():
     if not os.path.isdir(FSDD):
         pytest.fail(f"the shared FSDD data is missing at {FSDD}: tests expect ../shared beside the project")
     return FSDD
+
+
+def read_events(logdir):
+    """{tag: [(step, value)]} from the TensorBoard event files under `logdir`.
+
+    Scalars give floats; histograms, audio and other tensors give their numpy arrays.
+    """
+    import glob
+
+    import tensorflow as tf
+
+    found = {}
+    for path in sorted(glob.glob(os.path.join(logdir, "**", "events.out.tfevents.*"), recursive=True)):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                array = tf.make_ndarray(value.tensor)
+                item = float(array) if array.ndim == 0 and array.dtype.kind == "f" else array
+                found.setdefault(value.tag, []).append((event.step, item))
+    return found

@@ -25,6 +25,11 @@ tfd = tfp.distributions
 EMISSIONS = ("normal", "gmm", "bernoulli")
 
 
+def diagonal_normal(loc, scale):
+    """N(loc, diag(scale^2)): independent Normals over the last axis (event shape [D])."""
+    return tfd.Independent(tfd.Normal(loc, scale), reinterpreted_batch_ndims=1)
+
+
 def positive_scale(raw, scale_floor):
     """softplus(raw) + scale_floor, elementwise."""
     return tf.nn.softplus(raw) + scale_floor
@@ -47,8 +52,7 @@ class NormalHead:
         return loc, positive_scale(raw, self.scale_floor)
 
     def new(self, params):
-        loc, scale = self.loc_scale(params)
-        return tfd.Independent(tfd.Normal(loc, scale), reinterpreted_batch_ndims=1)
+        return diagonal_normal(*self.loc_scale(params))
 
 
 class GMMHead:
@@ -113,8 +117,8 @@ def make_emission_head(name, event_size, num_mixtures=20, scale_floor=1e-4):
 def normal_kl(loc_q, scale_q, loc_p, scale_p):
     """KL(N(loc_q, scale_q) || N(loc_p, scale_p)) for diagonal Normals, summed over the last axis.
 
-    Written out rather than through `tfd.kl_divergence` so it runs on the stacked [B, T, Z] tensors
-    after the recurrence without building distribution objects:
+    The closed form, for code that holds raw tensors rather than distributions (`tfd.kl_divergence`
+    of two `diagonal_normal`s computes the same):
       KL = sum_i [ log(s_p / s_q) + (s_q^2 + (m_q - m_p)^2) / (2 s_p^2) - 1/2 ].
     """
     ratio = tf.square(scale_q / scale_p)

@@ -23,9 +23,12 @@ from typing import Optional, Tuple
 import keras
 import numpy as np
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 from avrnn_tf import cells
 from avrnn_tf import heads
+
+tfd = tfp.distributions
 
 KINDS = ("rnn", "storn", "vrnn")
 
@@ -183,19 +186,29 @@ class SequenceNetwork(keras.layers.Layer):
           log_pz, log_qz: log p(z_t | h_{t-1}) and log q(z_t | x_t, h_{t-1}) at the sample
         """
         out = self.trajectory(x, noise)
-        log_px = self.emission_head.new(out["emission_params"]).log_prob(x)
+        dists = self.distributions(out)
+        log_px = dists["emission"].log_prob(x)
         if not self.z_dim:
             zero = tf.zeros_like(log_px)
             return {"log_px": log_px, "kl": zero, "log_pz": zero, "log_qz": zero, "trajectory": out}
-        q_loc, q_scale, z = out["post_loc"], out["post_scale"], out["z"]
-        p_loc, p_scale = out["prior_loc"], out["prior_scale"]
+        q, p, z = dists["posterior"], dists["prior"], out["z"]
         return {
             "log_px": log_px,
-            "kl": heads.normal_kl(q_loc, q_scale, p_loc, p_scale),
-            "log_pz": heads.normal_log_prob(z, p_loc, p_scale),
-            "log_qz": heads.normal_log_prob(z, q_loc, q_scale),
+            "kl": tfd.kl_divergence(q, p),  # Analytic for two diagonal Normals.
+            "log_pz": p.log_prob(z),
+            "log_qz": q.log_prob(z),
             "trajectory": out,
         }
+
+    def distributions(self, out):
+        """The TFP distributions of a trajectory, each with batch shape [B, T]:
+        "emission" p(x_t | z_t, h_{t-1}) and, for latent models, "prior" p(z_t | h_{t-1}) and
+        "posterior" q(z_t | x_t, h_{t-1})."""
+        dists = {"emission": self.emission_head.new(out["emission_params"])}
+        if self.z_dim:
+            dists["prior"] = heads.diagonal_normal(out["prior_loc"], out["prior_scale"])
+            dists["posterior"] = heads.diagonal_normal(out["post_loc"], out["post_scale"])
+        return dists
 
     # ------------------------------------------------------------------------- generation
     def sample(self, num_sequences, num_frames, seed, temperature=1.0):

@@ -114,3 +114,15 @@ def test_unknown_emission_is_named(tf, mods):
     heads, _ = mods
     with pytest.raises(ValueError, match="laplace"):
         heads.make_emission_head("laplace", 3)
+
+
+def test_tfp_kl_of_heads_matches_numpy_closed_form(tf, mods):
+    heads, tfd = mods
+    rng = np.random.default_rng(5)
+    shape = [2, 3, 4]
+    mq, mp = rng.normal(size=shape), rng.normal(size=shape)
+    sq, sp = np.exp(rng.normal(size=shape) * 0.5), np.exp(rng.normal(size=shape) * 0.5)
+    want = np.sum(np.log(sp / sq) + (sq ** 2 + (mq - mp) ** 2) / (2 * sp ** 2) - 0.5, -1)
+    q, p = heads.diagonal_normal(mq, sq), heads.diagonal_normal(mp, sp)
+    np.testing.assert_allclose(tfd.kl_divergence(q, p).numpy(), want, rtol=1e-6)
+    assert q.event_shape == [4] and q.batch_shape == [2, 3]

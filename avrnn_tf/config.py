@@ -73,6 +73,8 @@ def base_config():
         num_audio_clips=3,
         audio_seconds=2.0,
         num_final_samples=4,    # WAVs written to <workdir>/samples at the end
+        max_nonfinite_steps=20,  # stop after this many consecutive non-finite steps
+        deterministic=False,    # TF op determinism: bitwise-reproducible (slower) runs
     ))
     return c
 
@@ -142,6 +144,8 @@ _CHECKS = {
     "train.num_audio_clips": (int, lambda v: v >= 0, "an integer >= 0"),
     "train.audio_seconds": (float, lambda v: 0 < v <= 60, "seconds in (0, 60]"),
     "train.num_final_samples": (int, lambda v: v >= 0, "an integer >= 0"),
+    "train.max_nonfinite_steps": (int, lambda v: v >= 1, "an integer >= 1"),
+    "train.deterministic": (bool, None, "true or false"),
 }
 
 

@@ -5,16 +5,26 @@ Workdir layout (everything a run writes):
   data_stats.json    sample rate, frame size, standardization mean/std, split sizes, source
   checkpoints/       tf.train.Checkpoint files of the model and optimizer (ckpt-<step>)
   tensorboard/       event files (tags in the README)
+  checkpoints/best/  the checkpoint with the lowest validation loss so far (best.json says which)
   samples/           WAVs generated at the end of the run (step_<step>_<k>.wav)
+  .lock              held by the running process (see workdir.py)
 
 The run is cut into rounds that end at multiples of `train.eval_every`; each round is one Keras
 `fit` call over a dataset that starts at the current global step (see data/pipeline.py), so a rerun
 with the same command restores the last checkpoint and continues the step count and the data order.
+
+Reliability: SIGTERM/SIGINT finish the current step, save a checkpoint and stop (exit status 143 /
+130 from the CLI); a run killed outright resumes from its last complete checkpoint and, because
+weights are initialised from `train.seed` and batches and noise are functions of the step, reaches
+the same weights as an uninterrupted run (bitwise with `train.deterministic`). Non-finite steps are
+skipped by the trainer and stop the run after `train.max_nonfinite_steps` in a row; a checkpoint is
+never written with non-finite weights.
 """
 
 import json
 import math
 import os
+import signal
 import time
 
 import keras
@@ -24,11 +34,20 @@ import tensorflow as tf
 from avrnn_tf import config as config_lib
 from avrnn_tf import models
 from avrnn_tf import training
+from avrnn_tf import workdir as workdir_lib
 from avrnn_tf.data import pipeline
 
 
 def log(message):
     print(f"avrnn-train: {message}", flush=True)
+
+
+class TrainingStopped(RuntimeError):
+    """The run stopped before its last step; `exit_code` is what the CLI exits with."""
+
+    def __init__(self, message, exit_code):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def make_optimizer(train):
@@ -50,14 +69,25 @@ def build_trainer(config, network):
 class Run:
     """Everything a training run holds: data, trainer, checkpoint manager, summary writer."""
 
-    def __init__(self, config, workdir):
+    def __init__(self, config, workdir, force_resume=False):
         self.config = config_lib.validate(config)
         self.workdir = workdir
-        data = config.data
-        os.makedirs(workdir, exist_ok=True)
+        self.interrupted = None  # The signal number once SIGTERM/SIGINT arrived.
+        self.stop_reason = None
+        data, t = config.data, config.train
+        workdir_lib.check_writable(workdir)
+        self.lock = workdir_lib.WorkdirLock(workdir)
+        checkpoint_dir = os.path.join(workdir, "checkpoints")
+        resuming = tf.train.latest_checkpoint(checkpoint_dir) is not None
+        if resuming:
+            diffs = workdir_lib.check_resume_config(workdir, config.to_dict(), force_resume)
+            if diffs:
+                log("resuming with a changed config (--force_resume): " + "; ".join(diffs))
+        if t.deterministic:
+            tf.config.experimental.enable_op_determinism()
         self.corpus = pipeline.load_corpus(data)
         stats_path = os.path.join(workdir, "data_stats.json")
-        if os.path.exists(stats_path):  # A resumed run keeps the statistics it started with.
+        if resuming and os.path.exists(stats_path):  # A resumed run keeps its statistics.
             saved = pipeline.load_stats(stats_path)
             self.standardizer = pipeline.Standardizer(saved["mean"], saved["std"])
         else:
@@ -69,12 +99,20 @@ class Run:
             self.corpus.valid, self.standardizer, data.frame_size, data.valid_batch_size,
             data.max_valid_utterances)
 
+        keras.utils.set_random_seed(t.seed)  # Same initial weights on every start of the run.
         self.network = models.create_network(config_lib.model_spec(config, data.frame_size))
         self.trainer = build_trainer(config, self.network)
         self.checkpoint = tf.train.Checkpoint(model=self.trainer, optimizer=self.trainer.optimizer)
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(workdir, "checkpoints"),
-            max_to_keep=config.train.keep_checkpoints, checkpoint_name="ckpt")
+            self.checkpoint, checkpoint_dir, max_to_keep=t.keep_checkpoints,
+            checkpoint_name="ckpt")
+        self.best_manager = tf.train.CheckpointManager(
+            self.checkpoint, os.path.join(checkpoint_dir, "best"), max_to_keep=1,
+            checkpoint_name="ckpt")
+        # Model + optimizer slots (<= 3 copies of the weights) for the kept checkpoints + best + 1.
+        size = 4 * sum(int(np.prod(v.shape)) for v in self.trainer.variables) + \
+            4 * sum(int(np.prod(v.shape)) for v in self.trainer.optimizer.variables)
+        workdir_lib.check_writable(workdir, needed_bytes=size * (t.keep_checkpoints + 2))
         self.writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
         self.sampler = tf.function(self.network.sample)
 
@@ -83,21 +121,59 @@ class Run:
         return int(self.trainer.optimizer.iterations.numpy())
 
     def restore(self):
-        latest = self.manager.latest_checkpoint
-        if latest:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
-            log(f"resuming from {latest} at step {self.step}")
+        """Restores the newest readable checkpoint (an unreadable one is reported and skipped)."""
+        for path in reversed(self.manager.checkpoints):
+            try:
+                self.checkpoint.restore(path).assert_existing_objects_matched()
+            except Exception as e:  # A damaged file fails in many ways (DataLoss, IndexError, ...).
+                log(f"checkpoint {path} is unreadable ({type(e).__name__}: "
+                    f"{str(e).splitlines()[0][:200]}); trying the previous one")
+                continue
+            log(f"resuming from {path} at step {self.step}")
+            return self.step
+        if self.manager.checkpoints:
+            raise workdir_lib.WorkdirError(
+                f"no checkpoint in {self.manager.directory!r} could be read; move the directory "
+                "away to start the run afresh")
         return self.step
 
-    def save(self):
-        if self.manager.latest_checkpoint != os.path.join(self.manager.directory, f"ckpt-{self.step}"):
-            self.manager.save(checkpoint_number=self.step)
+    def weights_finite(self):
+        return all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in self.trainer.variables
+                   if "float" in str(v.dtype))
+
+    def save(self, manager=None):
+        """Writes a checkpoint of the current step (once per step) unless a weight is non-finite."""
+        manager = manager or self.manager
+        if manager.latest_checkpoint == os.path.join(manager.directory, f"ckpt-{self.step}"):
+            return manager.latest_checkpoint
+        if not self.weights_finite():
+            log(f"not saving a checkpoint at step {self.step}: some weights are not finite; "
+                f"the last checkpoint ({manager.latest_checkpoint}) is kept")
+            return None
+        try:
+            return manager.save(checkpoint_number=self.step)
+        except (tf.errors.OpError, OSError) as e:
+            what = "the disk is full" if workdir_lib.is_disk_full(e) else str(e).splitlines()[0]
+            raise TrainingStopped(
+                f"could not write the checkpoint of step {self.step} in {manager.directory!r}: "
+                f"{what}. The previous checkpoint ({manager.latest_checkpoint}) is intact; free "
+                "space and rerun the same command to resume from it", exit_code=4) from None
+
+    def save_best(self, valid_loss):
+        """Keeps checkpoints/best/ at the lowest validation loss seen (best.json records it)."""
+        path = os.path.join(self.workdir, "checkpoints", "best.json")
+        best = json.load(open(path)) if os.path.exists(path) else None
+        if not math.isfinite(valid_loss) or (best and best["valid_loss"] <= valid_loss):
+            return
+        if self.save(self.best_manager):
+            workdir_lib.atomic_write_text(path, json.dumps(
+                {"step": self.step, "valid_loss": valid_loss,
+                 "checkpoint": self.best_manager.latest_checkpoint}, indent=2))
 
     def save_config(self):
         text = config_lib.to_json(self.config)
         for name in ("config.json", f"config.{self.step}.json"):
-            with open(os.path.join(self.workdir, name), "w") as f:
-                f.write(text)
+            workdir_lib.atomic_write_text(os.path.join(self.workdir, name), text)
 
     # ----------------------------------------------------------------------- summaries
     def write_scalars(self, prefix, values, step):
@@ -110,6 +186,7 @@ class Run:
         result = self.trainer.evaluate(ds, verbose=0, return_dict=True)
         self.write_scalars("valid", result, self.step)
         self.write_latent_histograms()
+        self.save_best(float(result["loss"]))
         return result
 
     def write_latent_histograms(self):
@@ -173,7 +250,8 @@ class StepCallback(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         run, t = self.run, self.run.config.train
         step = run.step
-        if step % t.log_every == 0 and logs:
+        diverged = bool(logs) and int(logs.get("nonfinite_streak", 0)) >= t.max_nonfinite_steps
+        if (step % t.log_every == 0 or diverged) and logs:
             now = time.time()
             values = {k: float(v) for k, v in logs.items()}
             values["learning_rate"] = float(keras.ops.convert_to_numpy(
@@ -184,43 +262,86 @@ class StepCallback(keras.callbacks.Callback):
             run.write_scalars("train", values, step)
             if batch + 1 < self.params.get("steps", 0):  # Keep the round's last values for fit.
                 self.model.reset_metrics()
-        if step % t.checkpoint_every == 0:
+        if diverged:
+            run.stop_reason = (
+                f"{int(logs['nonfinite_streak'])} consecutive steps had a non-finite loss or "
+                f"gradient (up to step {step}); their updates were skipped, so the weights are "
+                f"those of the last good step. Last checkpoint: {run.manager.latest_checkpoint}. "
+                "Lower train.learning_rate or train.clip_norm, or check the data")
+            self.model.stop_training = True
+            return
+        if step % t.checkpoint_every == 0 or run.interrupted:
             run.save()
+        if run.interrupted:
+            self.model.stop_training = True
+            return
         if t.audio_every and step % t.audio_every == 0:
             run.write_audio()
 
 
-def train_and_evaluate(config, workdir, verbose="auto"):
+def train_and_evaluate(config, workdir, verbose="auto", force_resume=False):
     """Trains (or resumes) the run in `workdir` up to `config.train.steps` steps.
 
     Returns a dict with the final step, the last validation metrics and the written sample files.
+    Raises TrainingStopped when a signal, non-finite steps or a failing save stopped the run early,
+    workdir.WorkdirError when the workdir cannot be used, and ConfigError / DataError for bad input
+    (all before anything in the workdir is overwritten).
     """
-    run = Run(config, workdir)
-    t = config.train
+    run = Run(config, workdir, force_resume)
+    try:
+        return _train(run, verbose)
+    finally:
+        run.writer.flush()
+        run.lock.release()
+
+
+def _train(run, verbose):
+    config, t = run.config, run.config.train
     step = run.restore()
     run.save_config()
     log(f"{config.model.kind}/{config.model.emission} on {run.corpus.source}: "
         f"{run.corpus.sizes()} utterances at {run.corpus.sample_rate} Hz, {len(run.x)} training "
         f"chunks; {sum(int(np.prod(v.shape)) for v in run.network.trainable_variables):,} "
-        f"parameters; steps {step} -> {t.steps}; workdir {os.path.abspath(workdir)}")
-    result = {}
-    if step == 0:
-        result = run.evaluate()
-    callback = StepCallback(run)
-    total_rounds = math.ceil(t.steps / t.eval_every)
-    while step < t.steps:
-        n = min(t.eval_every - step % t.eval_every, t.steps - step)
-        ds = pipeline.train_dataset(run.x, run.mask, config.data.batch_size, t.seed, step)
-        run.trainer.fit(ds, epochs=step // t.eval_every + 1, initial_epoch=step // t.eval_every,
-                        steps_per_epoch=n, callbacks=[callback], verbose=verbose, shuffle=False)
-        step = run.step
-        result = run.evaluate()
-        log(f"step {step}/{t.steps} (round {math.ceil(step / t.eval_every)}/{total_rounds}): "
-            + ", ".join(f"valid {k} {v:.4f}" for k, v in result.items()))
-    run.save()
+        f"parameters; steps {step} -> {t.steps}; workdir {os.path.abspath(run.workdir)}")
+
+    def on_signal(signum, frame):
+        if run.interrupted:  # A second signal: stop now (the last checkpoint stays valid).
+            raise KeyboardInterrupt
+        run.interrupted = signum
+        log(f"received {signal.Signals(signum).name}: finishing the current step, then saving")
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        result = {}
+        if step == 0:
+            result = run.evaluate()
+        callback = StepCallback(run)
+        total_rounds = math.ceil(t.steps / t.eval_every)
+        while step < t.steps and not run.interrupted:
+            n = min(t.eval_every - step % t.eval_every, t.steps - step)
+            ds = pipeline.train_dataset(run.x, run.mask, config.data.batch_size, t.seed, step)
+            run.trainer.fit(ds, epochs=step // t.eval_every + 1, initial_epoch=step // t.eval_every,
+                            steps_per_epoch=n, callbacks=[callback], verbose=verbose, shuffle=False)
+            step = run.step
+            if run.stop_reason:
+                raise TrainingStopped(f"training stopped: {run.stop_reason}", exit_code=3)
+            if run.interrupted:
+                break
+            result = run.evaluate()
+            log(f"step {step}/{t.steps} (round {math.ceil(step / t.eval_every)}/{total_rounds}): "
+                + ", ".join(f"valid {k} {v:.4f}" for k, v in result.items()))
+        saved = run.save()
+        if run.interrupted:
+            name = signal.Signals(run.interrupted).name
+            raise TrainingStopped(
+                f"stopped by {name} at step {run.step}; checkpoint {saved} saved; rerun the same "
+                "command to resume", exit_code=128 + run.interrupted)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     samples = run.write_sample_files()
-    run.writer.flush()
     if samples:
         log(f"wrote {len(samples)} generated clip(s) to {os.path.dirname(samples[0])}")
-    log(f"done at step {run.step}; TensorBoard: tensorboard --logdir {os.path.join(workdir, 'tensorboard')}")
+    log(f"done at step {run.step}; TensorBoard: tensorboard --logdir "
+        f"{os.path.join(run.workdir, 'tensorboard')}")
     return {"step": run.step, "valid": {k: float(v) for k, v in result.items()}, "samples": samples}

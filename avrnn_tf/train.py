@@ -4,8 +4,10 @@
   python -m avrnn_tf.train ...   (the same program)
 
 Running the same command again resumes from the workdir's last checkpoint; a larger
---config.train.steps continues the run. Bad configs and unreadable data stop the program before
-training with a message naming the field or file (exit status 2).
+--config.train.steps continues the run. Exit status: 0 done; 2 bad config, data or workdir (before
+training, naming the field, file or directory); 3 stopped after too many non-finite steps; 4 a
+checkpoint could not be written (the previous one is intact); 130/143 stopped by SIGINT/SIGTERM
+after saving a checkpoint.
 """
 
 import os
@@ -27,6 +29,9 @@ config_flags.DEFINE_config_file(
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard logs and samples.")
 flags.DEFINE_enum("progress", "auto", ["auto", "bar", "epoch", "none"],
                   "Terminal progress: a Keras progress bar, one line per round, or nothing.")
+flags.DEFINE_bool("force_resume", False,
+                  "Continue the run in --workdir even though its saved config differs from this one "
+                  "in fields that define the experiment (model, data, optimizer, seed).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 _VERBOSE = {"auto": 1 if sys.stdout.isatty() else 2, "bar": 1, "epoch": 2, "none": 0}
@@ -44,11 +49,20 @@ def main(argv):
     from avrnn_tf import config as config_lib
     from avrnn_tf import loop
     from avrnn_tf.data.audio import DataError
+    from avrnn_tf.workdir import WorkdirError
 
     try:
-        loop.train_and_evaluate(FLAGS.config, FLAGS.workdir, verbose=_VERBOSE[FLAGS.progress])
-    except (config_lib.ConfigError, DataError) as e:
+        loop.train_and_evaluate(FLAGS.config, FLAGS.workdir, verbose=_VERBOSE[FLAGS.progress],
+                                force_resume=FLAGS.force_resume)
+    except (config_lib.ConfigError, DataError, WorkdirError) as e:
         fail(str(e))
+    except loop.TrainingStopped as e:
+        print(f"avrnn-train: {e}", file=sys.stderr, flush=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        print("avrnn-train: interrupted; the last complete checkpoint in the workdir is intact",
+              file=sys.stderr, flush=True)
+        sys.exit(130)
 
 
 def parse_flags(argv):

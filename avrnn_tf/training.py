@@ -14,6 +14,13 @@ Metrics (keras.metrics.Mean, weighted so that averages over many batches are exa
   elbo_per_frame     sum ELBO / sum frames (nats)        elbo_per_sequence  mean per-sequence ELBO
   log_px_per_frame   reconstruction log-likelihood       kl_per_frame       analytic KL per frame
   grad_norm          global gradient norm before clipping (training only)
+  nonfinite_steps    how many steps so far had a non-finite loss or gradient (training only)
+  nonfinite_streak   how many of the latest steps in a row did (training only)
+
+Numerics guard: a step whose loss or gradients are not finite does not touch the weights or the
+optimizer's slots (`apply_if_finite`); it still advances the step counter, so the next step takes the
+next batch and fresh noise. Its values are left out of the metric averages. The run loop stops the
+run when `nonfinite_streak` reaches its limit.
 """
 
 import keras
@@ -37,6 +44,29 @@ def clip_gradients(grads, clip_norm):
     return grads, tf.linalg.global_norm(grads)
 
 
+def apply_if_finite(optimizer, loss, grads, variables, clip_norm):
+    """Clips and applies `grads` only if `loss` and every gradient are finite.
+
+    Returns (finite: bool tensor, global norm before clipping). On a non-finite step the variables
+    and the optimizer's slots are untouched and only `optimizer.iterations` advances. The optimizer
+    must be built beforehand (`fit` builds it; so does `loop.build_trainer`), since no variable may
+    be created inside the conditional.
+    """
+    grads, norm = clip_gradients(grads, clip_norm)
+    finite = tf.math.is_finite(tf.cast(loss, tf.float32)) & tf.math.is_finite(norm)
+
+    def apply():
+        optimizer.apply_gradients(zip(grads, variables))
+        return tf.constant(True)
+
+    def skip():
+        optimizer.iterations.assign_add(1)
+        return tf.constant(False)
+
+    tf.cond(finite, apply, skip)
+    return finite, norm
+
+
 class ELBOTrainer(keras.Model):
     """Maximises the ELBO of a `SequenceNetwork` with one optimizer.
 
@@ -57,10 +87,23 @@ class ELBOTrainer(keras.Model):
         self._trackers = {name: keras.metrics.Mean(name=name) for name in (
             "loss", "elbo_per_frame", "elbo_per_sequence", "log_px_per_frame", "kl_per_frame",
             "grad_norm")}
+        # Checkpointed with the model: a resumed run keeps counting where it stopped.
+        self.nonfinite_total = self.add_weight(shape=(), dtype="int64", initializer="zeros",
+                                               trainable=False, name="nonfinite_total")
+        self.nonfinite_streak = self.add_weight(shape=(), dtype="int64", initializer="zeros",
+                                                trainable=False, name="nonfinite_streak")
 
     @property
     def metrics(self):
         return list(self._trackers.values())
+
+    def count_finite(self, finite):
+        """Updates the non-finite counters after a step; returns them as a dict of logs."""
+        bad = tf.cast(tf.logical_not(finite), "int64")
+        self.nonfinite_total.assign_add(bad)
+        self.nonfinite_streak.assign((self.nonfinite_streak + bad) * bad)
+        return {"nonfinite_steps": tf.convert_to_tensor(self.nonfinite_total),
+                "nonfinite_streak": tf.convert_to_tensor(self.nonfinite_streak)}
 
     def call(self, inputs, training=False):
         """Per-sequence ELBO [B] of `(x, mask)` with evaluation noise."""
@@ -74,8 +117,13 @@ class ELBOTrainer(keras.Model):
         terms = self.network.frame_terms(x, self.noise(x, seed))
         return bounds.elbo(terms, mask, self.kl_weight)
 
-    def _update_metrics(self, b, grad_norm=None):
+    def _update_metrics(self, b, grad_norm=None, finite=None):
         frames = tf.reduce_sum(b["num_frames"])
+        if finite is not None:  # A skipped step's values stay out of the averages.
+            weight = tf.cast(finite, frames.dtype)
+            b = {k: tf.where(finite, v, tf.zeros_like(v)) for k, v in b.items()}
+            frames = frames * weight
+            grad_norm = tf.where(finite, grad_norm, tf.zeros_like(grad_norm))
         sequences = tf.reduce_sum(tf.cast(b["num_frames"] > 0, frames.dtype))
         per_frame = lambda v: tf.reduce_sum(v) / tf.maximum(frames, 1.0)
         t = self._trackers
@@ -86,7 +134,7 @@ class ELBOTrainer(keras.Model):
         t["elbo_per_sequence"].update_state(
             tf.reduce_sum(b["elbo"]) / tf.maximum(sequences, 1.0), sample_weight=sequences)
         if grad_norm is not None:
-            t["grad_norm"].update_state(grad_norm)
+            t["grad_norm"].update_state(grad_norm, sample_weight=1.0 if finite is None else weight)
 
     def train_step(self, data):
         self.trace_count += 1
@@ -96,10 +144,10 @@ class ELBOTrainer(keras.Model):
         with tf.GradientTape() as tape:
             b = self.bound_terms(x, mask, seed)
             loss = -tf.reduce_sum(b["objective"]) / tf.maximum(tf.reduce_sum(b["num_frames"]), 1.0)
-        grads, norm = clip_gradients(tape.gradient(loss, variables), self.clip_norm)
-        self.optimizer.apply_gradients(zip(grads, variables))
-        self._update_metrics(b, norm)
-        return {m.name: m.result() for m in self.metrics}
+        finite, norm = apply_if_finite(self.optimizer, loss, tape.gradient(loss, variables),
+                                       variables, self.clip_norm)
+        self._update_metrics(b, norm, finite)
+        return {**{m.name: m.result() for m in self.metrics}, **self.count_finite(finite)}
 
     def test_step(self, data):
         x, mask = data

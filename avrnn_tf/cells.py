@@ -27,10 +27,49 @@ import tensorflow as tf
 from avrnn_tf import heads
 
 
+class DenseStack(keras.layers.Layer):
+    """A stack of ReLU Dense layers, applied in order (the identity when it has none).
+
+    The layers are held as attributes (`layer_0`, `layer_1`, ...), not in a Python list: in
+    Keras 3 on TensorFlow only attribute-held layers become named children in a
+    `tf.train.Checkpoint`, so weights in a list would be saved only through the optimizer's
+    positional variable list.
+    """
+
+    def __init__(self, units, num_layers, **kwargs):
+        super().__init__(**kwargs)
+        self.num_layers = int(num_layers)
+        for i in range(self.num_layers):
+            setattr(self, f"layer_{i}", keras.layers.Dense(
+                units, activation="relu", name=f"{self.name}_{i}"))
+
+    def __len__(self):
+        return self.num_layers
+
+    def __getitem__(self, i):
+        if not -self.num_layers <= i < self.num_layers:
+            raise IndexError(i)
+        return getattr(self, f"layer_{i % self.num_layers}")
+
+    def __iter__(self):
+        return (self[i] for i in range(self.num_layers))
+
+    def build(self, input_shape):
+        shape = tf.TensorShape(input_shape)
+        for layer in self:
+            layer.build(shape)
+            shape = shape[:-1].concatenate([layer.units])
+        self.built = True
+
+    def call(self, x):
+        for layer in self:
+            x = layer(x)
+        return x
+
+
 def dense_stack(units, num_layers, name):
-    """`num_layers` ReLU Dense layers of `units` (an empty list when num_layers is 0)."""
-    return [keras.layers.Dense(units, activation="relu", name=f"{name}_{i}")
-            for i in range(num_layers)]
+    """`num_layers` ReLU Dense layers of `units` as one `DenseStack` (identity when 0)."""
+    return DenseStack(units, num_layers, name=name)
 
 
 def apply_stack(layers, x):

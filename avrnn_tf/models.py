@@ -84,8 +84,14 @@ class HeadNet(keras.layers.Layer):
         init = "zeros" if bias_init is None else keras.initializers.Constant(bias_init)
         self.out = keras.layers.Dense(head.params_size, bias_initializer=init, name=self.name + "_out")
 
+    def build(self, input_shape):
+        self.hidden.build(input_shape)
+        width = self.hidden[-1].units if len(self.hidden) else input_shape[-1]
+        self.out.build(tf.TensorShape(input_shape)[:-1].concatenate([width]))
+        self.built = True
+
     def call(self, x):
-        return self.out(cells.apply_stack(self.hidden, x))
+        return self.out(self.hidden(x))
 
     def loc_scale(self, x):
         return self.head.loc_scale(self(x))

@@ -45,9 +45,15 @@ class ELBOTrainer(keras.Model):
       seed: integer from which every step's noise is derived.
       clip_norm: global-norm gradient clipping threshold (<= 0 disables clipping).
       kl_weight: weight of the KL term in the objective (1 is the ELBO).
+      kl_schedule: optional (start, increment, cap): the KL weight of training step s is
+        min(cap, start + increment * s) instead of kl_weight (Z-Forcing: (0.2, 5e-5, 1.0)).
+        Evaluation always uses kl_weight.
+      aux_weight: weight beta of an auxiliary log-likelihood the network returns as
+        `aux_log_prob` in its frame terms (Z-Forcing's log p(b_t | z_t)); added to the objective.
     """
 
-    def __init__(self, network, seed=0, clip_norm=10.0, kl_weight=1.0, **kwargs):
+    def __init__(self, network, seed=0, clip_norm=10.0, kl_weight=1.0, kl_schedule=None,
+                 aux_weight=0.0, **kwargs):
         super().__init__(**kwargs)
         self.network = network
         self.seed = int(seed)
@@ -57,6 +63,12 @@ class ELBOTrainer(keras.Model):
         self._trackers = {name: keras.metrics.Mean(name=name) for name in (
             "loss", "elbo_per_frame", "elbo_per_sequence", "log_px_per_frame", "kl_per_frame",
             "grad_norm")}
+        self.kl_schedule = None if kl_schedule is None else tuple(float(v) for v in kl_schedule)
+        self.aux_weight = float(aux_weight)
+        if self.kl_schedule is not None:
+            self._trackers["kl_weight"] = keras.metrics.Mean(name="kl_weight")
+        if network.spec.kind == "zforcing":
+            self._trackers["aux_per_frame"] = keras.metrics.Mean(name="aux_per_frame")
 
     @property
     def metrics(self):
@@ -70,9 +82,20 @@ class ELBOTrainer(keras.Model):
     def noise(self, x, seed):
         return tf.random.stateless_normal(self.network.noise_shape(x), seed=seed)
 
-    def bound_terms(self, x, mask, seed):
-        terms = self.network.frame_terms(x, self.noise(x, seed))
-        return bounds.elbo(terms, mask, self.kl_weight)
+    def scheduled_kl_weight(self, step):
+        """The KL weight at training step `step` (a scalar tensor)."""
+        if self.kl_schedule is None:
+            return tf.constant(self.kl_weight)
+        start, increment, cap = self.kl_schedule
+        return tf.minimum(cap, start + increment * tf.cast(step, tf.float32))
+
+    def bound_terms(self, x, mask, seed, kl_weight=None):
+        terms = self.network.frame_terms(x, self.noise(x, seed), mask=mask)
+        b = bounds.elbo(terms, mask, self.kl_weight if kl_weight is None else kl_weight)
+        if "aux_log_prob" in terms:
+            b["aux"] = tf.reduce_sum(bounds.masked(terms["aux_log_prob"], mask), axis=1)
+            b["objective"] = b["objective"] + self.aux_weight * b["aux"]
+        return b
 
     def _update_metrics(self, b, grad_norm=None):
         frames = tf.reduce_sum(b["num_frames"])
@@ -87,6 +110,8 @@ class ELBOTrainer(keras.Model):
             tf.reduce_sum(b["elbo"]) / tf.maximum(sequences, 1.0), sample_weight=sequences)
         if grad_norm is not None:
             t["grad_norm"].update_state(grad_norm)
+        if "aux" in b:
+            t["aux_per_frame"].update_state(per_frame(b["aux"]), sample_weight=frames)
 
     def train_step(self, data):
         self.trace_count += 1
@@ -94,14 +119,17 @@ class ELBOTrainer(keras.Model):
         seed = step_seed(self.seed, self.optimizer.iterations)
         variables = self.network.trainable_variables
         with tf.GradientTape() as tape:
-            b = self.bound_terms(x, mask, seed)
+            kl_weight = self.scheduled_kl_weight(self.optimizer.iterations)
+            b = self.bound_terms(x, mask, seed, kl_weight)
             loss = -tf.reduce_sum(b["objective"]) / tf.maximum(tf.reduce_sum(b["num_frames"]), 1.0)
         grads, norm = clip_gradients(tape.gradient(loss, variables), self.clip_norm)
         self.optimizer.apply_gradients(zip(grads, variables))
         self._update_metrics(b, norm)
+        if self.kl_schedule is not None:
+            self._trackers["kl_weight"].update_state(kl_weight)
         return {m.name: m.result() for m in self.metrics}
 
     def test_step(self, data):
         x, mask = data
         self._update_metrics(self.bound_terms(x, mask, step_seed(self.seed, EVAL_FOLD)))
-        return {m.name: m.result() for m in self.metrics if m.name != "grad_norm"}
+        return {m.name: m.result() for m in self.metrics if m.name not in ("grad_norm", "kl_weight")}

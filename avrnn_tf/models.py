@@ -325,9 +325,9 @@ class ZForcingNetwork(SequenceNetwork):
 
     Auxiliary cost: `frame_terms` adds `aux_log_prob` [B, T] = log p(b_t | z_t), a diagonal Normal
     from an MLP on z_t. The trainer adds beta * sum_t aux_log_prob to the objective (it is not part
-    of any bound). The target b_t is held constant (stop_gradient) in this term, so the auxiliary
-    cost shapes z_t and the auxiliary head but cannot be lowered by collapsing the backward states;
-    the backward LSTM is trained by the ELBO through the posterior.
+    of any bound). The target b_t is held constant (stop_gradient) in this term: the auxiliary cost
+    reaches the backward LSTM only through z_t (the posterior reads b_t), so it cannot be lowered by
+    moving the target towards z_t (e.g. collapsing b_t to a constant).
 
     Padding: the backward LSTM runs over each sequence reversed by its own length
     (tf.reverse_sequence), so b_t at a real frame never sees padded frames; this is why

@@ -279,6 +279,7 @@ def evaluate_workdir(workdir, bounds_to_run=("elbo",), num_samples=100, split="t
         "model": {"kind": config.model.kind, "emission": config.model.emission},
         "data": corpus.source, "num_sequences": int(len(num_frames)),
         "num_frames": int(num_frames.sum()), "num_samples": int(num_samples), "seed": int(seed),
+        "num_parameters": int(sum(int(np.prod(v.shape)) for v in network.trainable_variables)),
         "units": "nats (natural log); per_frame = sum over sequences / sum of frames",
         "bounds": {},
     }

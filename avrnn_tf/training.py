@@ -14,6 +14,9 @@ Metrics (keras.metrics.Mean, weighted so that averages over many batches are exa
   elbo_per_frame     sum ELBO / sum frames (nats)        elbo_per_sequence  mean per-sequence ELBO
   log_px_per_frame   reconstruction log-likelihood       kl_per_frame       analytic KL per frame
   grad_norm          global gradient norm before clipping (training only)
+  kl_weight          the scheduled KL weight (training only, when kl_schedule is set)
+  aux_per_frame      Z-Forcing's log p(b_t | z_t) per frame (zforcing models; `loss` includes
+                     -aux_weight times it)
 """
 
 import keras

@@ -13,7 +13,9 @@ latest checkpoint (or the one named), and evaluates whole held-out sequences wit
 For RNN-Gauss/GMM (no latent) every bound is the exact log-likelihood.
 
 The K samples are batched ([K * B] rows, see bounds.py). Memory is bounded by --max_elements, a
-budget of K * B * T frame-rows per model call: a batch of sequences is split into smaller groups,
+budget on the widest per-frame tensor of one model call, K * B * T * W floats with W = emission
+parameters + 4H + D (a GMM emission on 200-sample frames has W > 8,000): a batch of sequences is
+split into smaller groups,
 and for IWAE the K samples are split into chunks whose log-weights are merged exactly
 (log-mean-exp over all K). FIVO's particles interact, so FIVO splits sequences only (one sequence
 of K particles at least). Sequences are never truncated.
@@ -40,6 +42,7 @@ from absl import logging
 from avrnn_tf.tf_setup import import_tensorflow
 
 BOUNDS = ("elbo", "iwae", "fivo")
+DEFAULT_MAX_ELEMENTS = 25_000_000  # 100 MB of float32 in the widest tensor of one model call.
 
 FLAGS = flags.FLAGS
 
@@ -52,8 +55,9 @@ def define_flags():
     flags.DEFINE_enum("split", "test", ["test", "valid"], "Held-out split to evaluate.")
     flags.DEFINE_string("checkpoint", "", "Checkpoint name (ckpt-N) or path; empty = the latest.")
     flags.DEFINE_integer("batch_size", 0, "Sequences per batch; 0 = config.data.valid_batch_size.")
-    flags.DEFINE_integer("max_elements", 1_000_000,
-                         "Memory budget: at most this many K * B * T frame-rows per model call.")
+    flags.DEFINE_integer("max_elements", DEFAULT_MAX_ELEMENTS,
+                         "Memory budget: at most this many floats (K * B * T * W, W the widest "
+                         "per-frame tensor) per model call.")
     flags.DEFINE_integer("max_sequences", 0, "Evaluate only the first N sequences of the split (0 = all).")
     flags.DEFINE_integer("seed", 0, "Seed of the evaluation noise and resampling draws.")
     flags.DEFINE_string("output", "", "JSON output path; default DIR/eval/<split>_<bounds>_k<K>_<ckpt>.json.")
@@ -161,6 +165,8 @@ class BoundEvaluator:
         self.max_elements = int(max_elements)
         self.seed = int(seed)
         self.tf, self.bounds = tf, bounds
+        spec_ = network.spec
+        self.row_width = network.emission_head.params_size + 4 * spec_.h_dim + spec_.x_dim
         spec = [tf.TensorSpec([None, None, network.spec.x_dim], tf.float32),
                 tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([2], tf.int32)]
         self._elbo = tf.function(self._elbo_fn, input_signature=spec)
@@ -206,8 +212,8 @@ class BoundEvaluator:
         return seed
 
     def _groups(self, x, mask, rows):
-        """Splits a batch into groups of sequences with rows * B * T <= max_elements (B >= 1)."""
-        per_group = max(1, self.max_elements // max(1, rows * x.shape[1]))
+        """Splits a batch into groups of sequences with rows * B * T * W <= max_elements (B >= 1)."""
+        per_group = max(1, self.max_elements // max(1, rows * x.shape[1] * self.row_width))
         for start in range(0, x.shape[0], per_group):
             yield start, x[start:start + per_group], mask[start:start + per_group]
 
@@ -222,7 +228,7 @@ class BoundEvaluator:
                 values.append(self._elbo(xs, ms, self._seed(batch_index, g)).numpy())
         elif bound == "iwae":
             # K split into chunks of k_chunk samples whose log-weights are merged exactly.
-            k_chunk = max(1, min(self.k, self.max_elements // max(1, x.shape[1])))
+            k_chunk = max(1, min(self.k, self.max_elements // max(1, x.shape[1] * self.row_width)))
             for g, xs, ms in self._groups(x, mask, k_chunk):
                 parts, done, c = [], 0, 0
                 while done < self.k:
@@ -243,8 +249,8 @@ class BoundEvaluator:
 
 
 def evaluate_workdir(workdir, bounds_to_run=("elbo",), num_samples=100, split="test",
-                     checkpoint="", batch_size=0, max_elements=1_000_000, max_sequences=0, seed=0,
-                     output="", write=True):
+                     checkpoint="", batch_size=0, max_elements=DEFAULT_MAX_ELEMENTS,
+                     max_sequences=0, seed=0, output="", write=True):
     """Evaluates a run directory; returns the result dict (also written as JSON and TensorBoard).
 
     Raises:

@@ -39,7 +39,7 @@ class ModelSpec:
     """Everything that fixes a network's shape; built from a config by `config.model_spec`.
 
     Attributes:
-      kind: "rnn", "storn" or "vrnn".
+      kind: "rnn", "storn", "vrnn" or "zforcing".
       emission: "normal", "gmm" or "bernoulli".
       x_dim: frame size D.
       h_dim: LSTM state size H.

@@ -11,6 +11,8 @@ For "rnn" models the KL term is zero and `elbo` is the exact log-likelihood.
 Chung et al. (2015), eq. 10 (the factorised ELBO with an analytic per-step KL).
 """
 
+import math
+
 import tensorflow as tf
 
 
@@ -34,4 +36,136 @@ def elbo(terms, mask, kl_weight=1.0):
         "kl": kl,
         "objective": log_px - kl_weight * kl,
         "num_frames": tf.reduce_sum(tf.cast(mask, log_px.dtype), axis=1),
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# Importance-weighted bounds: IWAE-K (Burda et al. 2016) and FIVO-K (Maddison et al. 2017).
+#
+# K samples are batched, never looped over in Python: the batch is tiled sample-major
+# (`tile_batch`: row k*B + b is a copy of sequence b), the model runs once on [K*B, ...] with noise
+# [K*B, T, Z], and the per-sample log-weights are reshaped to [K, B].
+#
+#   log w^k = sum_t mask_t [log p(x_t | z^k_{<=t}, x_{<t}) + log p(z^k_t | .) - log q(z^k_t | .)]
+#   IWAE-K  = log (1/K) sum_k w^k  >= E[log w] (the ELBO with a sampled KL); IWAE-1 is that ELBO.
+#   FIVO-K  = sum over resampling epochs of log (1/K) sum_k w^k_epoch, where a particle filter
+#             replaces the particles by K ancestors drawn in proportion to their weights whenever the
+#             effective sample size (sum w)^2 / sum w^2 falls below ess_threshold * K.
+# exp(IWAE-K) and exp(FIVO-K) are unbiased estimates of p(x_{1:T}), so both are lower bounds on
+# log p in expectation; with resampling off FIVO-K is IWAE-K computed step by step.
+# ----------------------------------------------------------------------------------------------
+
+
+def tile_batch(x, num_samples):
+    """[B, ...] -> [K*B, ...] sample-major: row k*B + b is a copy of row b."""
+    x = tf.convert_to_tensor(x)
+    multiples = tf.concat([[num_samples], tf.ones([tf.rank(x) - 1], tf.int32)], axis=0)
+    return tf.tile(x, multiples)
+
+
+def log_weights(terms, mask, num_samples):
+    """Per-sample, per-sequence log importance weights [K, B].
+
+    Args:
+      terms: `frame_terms` of the K-tiled batch (log_px, log_pz, log_qz, each [K*B, T]).
+      mask: [B, T] mask of the untiled batch.
+      num_samples: K.
+    """
+    tiled_mask = tile_batch(mask, num_samples)
+    per_frame = terms["log_px"] + terms["log_pz"] - terms["log_qz"]
+    total = tf.reduce_sum(masked(per_frame, tiled_mask), axis=1)
+    return tf.reshape(total, tf.stack([num_samples, tf.shape(mask)[0]]))
+
+
+def log_mean_exp(values, axis=0):
+    """log mean exp(values) along `axis`, stably (through logsumexp)."""
+    count = tf.cast(tf.shape(values)[axis], values.dtype)
+    return tf.reduce_logsumexp(values, axis=axis) - tf.math.log(count)
+
+
+def iwae(terms, mask, num_samples):
+    """IWAE-K per sequence from the frame terms of a K-tiled batch.
+
+    Returns a dict of [B] tensors: `iwae` = log (1/K) sum_k w^k, `elbo_sampled` = (1/K) sum_k
+    log w^k (the single-sample ELBO with the sampled KL, averaged over the K samples) and
+    `num_frames`; plus `log_weights` [K, B] (so chunks over K can be merged with `log_mean_exp`).
+    """
+    lw = log_weights(terms, mask, num_samples)
+    return {
+        "iwae": log_mean_exp(lw, axis=0),
+        "elbo_sampled": tf.reduce_mean(lw, axis=0),
+        "num_frames": tf.reduce_sum(tf.cast(mask, lw.dtype), axis=1),
+        "log_weights": lw,
+    }
+
+
+def fivo(model, x, mask, noise, num_samples, seed, resample=True, ess_threshold=0.5):
+    """FIVO-K per sequence: the log of a particle filter's estimate of p(x_{1:T}).
+
+    The filter runs over K particles per sequence, batched as [K*B] rows (sample-major), inside one
+    tf.while_loop over frames. After frame t's weights are added, a sequence whose effective
+    sample size is below `ess_threshold * K` (and whose frame t is real) adds log mean_k w^k to its
+    estimate, draws K ancestors from Categorical(w) (multinomial resampling), copies the ancestors'
+    recurrent states and resets its weights to 1. At the end the remaining log mean_k w^k is added.
+    Padded frames add nothing and never trigger resampling.
+
+    Args:
+      model: the per-step interface of `models.SequenceNetwork`: `step_inputs(x, mask)`,
+        `initial_state(n)` and `step(state, inputs_t, noise_t, x_t) -> (state, log_px, log_pz,
+        log_qz)`.
+      x: [B, T, D] frames; mask: [B, T].
+      noise: [K*B, T, Z] posterior noise, sample-major (the same noise `iwae` would use).
+      num_samples: K (a Python int).
+      seed: [2] int stateless seed of the resampling draws (step t folds in t).
+      resample: False turns the filter into K independent trajectories (FIVO == IWAE).
+      ess_threshold: resample when ESS < ess_threshold * K (0.5 in Maddison et al.).
+
+    Returns:
+      dict of [B] tensors: `fivo`, `num_frames`, `num_resamples` (resampling events per sequence).
+
+    #### References
+    Maddison et al. (2017), "Filtering Variational Objectives", Algorithm 1.
+    """
+    k = int(num_samples)
+    x = tf.convert_to_tensor(x)
+    mask = tf.cast(mask, x.dtype)
+    batch = tf.shape(x)[0]
+    num_frames = tf.shape(x)[1]
+    tiled_x = tile_batch(x, k)
+    inputs = tf.transpose(model.step_inputs(tiled_x, tile_batch(mask, k)), [1, 0, 2])
+    x_tm = tf.transpose(tiled_x, [1, 0, 2])
+    noise_tm = tf.transpose(noise, [1, 0, 2])
+    mask_tm = tf.transpose(mask)  # [T, B]
+    seed = tf.convert_to_tensor(seed, tf.int32)
+    log_k = math.log(k)
+    columns = tf.range(batch)[None, :]  # [1, B]
+
+    def body(t, state, log_w, log_p, count):
+        state, log_px, log_pz, log_qz = model.step(state, inputs[t], noise_tm[t], x_tm[t])
+        real = mask_tm[t] > 0  # [B]
+        increment = tf.reshape(log_px + log_pz - log_qz, tf.stack([k, batch]))
+        log_w = log_w + tf.where(real[None, :], increment, tf.zeros_like(increment))
+        if resample:
+            log_sum = tf.reduce_logsumexp(log_w, axis=0)
+            log_ess = 2.0 * log_sum - tf.reduce_logsumexp(2.0 * log_w, axis=0)
+            now = tf.logical_and(real, log_ess < math.log(ess_threshold * k))
+            draw_seed = tf.random.experimental.stateless_fold_in(seed, t)
+            ancestors = tf.transpose(tf.random.stateless_categorical(
+                tf.transpose(log_w), k, seed=draw_seed, dtype=tf.int32))  # [K, B]
+            ancestors = tf.where(now[None, :], ancestors, tf.range(k)[:, None] + 0 * columns)
+            rows = tf.reshape(ancestors * batch + columns, [-1])
+            state = [tf.gather(s, rows) for s in state]
+            log_p = log_p + tf.where(now, log_sum - log_k, tf.zeros_like(log_sum))
+            log_w = tf.where(now[None, :], tf.zeros_like(log_w), log_w)
+            count = count + tf.cast(now, count.dtype)
+        return t + 1, state, log_w, log_p, count
+
+    zeros_b = tf.zeros(tf.expand_dims(batch, 0), x.dtype)
+    init = (tf.constant(0), model.initial_state(k * batch), tf.zeros(tf.stack([k, batch]), x.dtype),
+            zeros_b, zeros_b)
+    _, _, log_w, log_p, count = tf.while_loop(lambda t, *_: t < num_frames, body, init)
+    return {
+        "fivo": log_p + log_mean_exp(log_w, axis=0),
+        "num_frames": tf.reduce_sum(mask, axis=1),
+        "num_resamples": count,
     }

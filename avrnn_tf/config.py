@@ -20,7 +20,7 @@ from avrnn_tf import models
 from avrnn_tf.heads import EMISSIONS
 
 OPTIMIZERS = ("adam", "rmsprop")
-DATA_FORMATS = ("auto", "synthetic", "wav_dir")
+DATA_FORMATS = ("auto", "synthetic", "wav_dir", "pianoroll")
 
 
 class ConfigError(ValueError):
@@ -31,7 +31,7 @@ def base_config():
     """The defaults: a small VRNN-Gauss on the built-in synthetic corpus, sized for a CPU."""
     c = ml_collections.ConfigDict()
     c.model = ml_collections.ConfigDict(dict(
-        kind="vrnn",            # rnn | storn | vrnn
+        kind="vrnn",            # rnn | storn | vrnn | zforcing
         emission="normal",      # normal | gmm | bernoulli
         h_dim=256,              # LSTM state
         z_dim=64,               # latent size (ignored by kind=rnn)
@@ -45,7 +45,8 @@ def base_config():
     ))
     c.data = ml_collections.ConfigDict(dict(
         path="",                # "" = built-in synthetic corpus; else a directory of WAV files
-        format="auto",          # auto | synthetic | wav_dir
+                                # (or, for format pianoroll, a .pickle / .mat / .json file)
+        format="auto",          # auto | synthetic | wav_dir | pianoroll
         sample_rate=0,          # Hz; 0 = the data's own rate (16000 for the synthetic corpus)
         frame_size=200,         # samples per frame (x_dim)
         train_frames=40,        # frames per training chunk (0.5 s at 16 kHz with 200-sample frames)
@@ -64,6 +65,11 @@ def base_config():
         learning_rate=1e-3,
         clip_norm=10.0,         # global-norm gradient clipping; <= 0 disables
         kl_weight=1.0,
+        kl_anneal=False,        # KL weight min(cap, start + increment * step) instead of kl_weight
+        kl_anneal_start=0.2,    # (Z-Forcing's schedule: 0.2, +5e-5 per step, capped at 1)
+        kl_anneal_increment=5e-5,
+        kl_anneal_cap=1.0,
+        aux_weight=0.0,         # Z-Forcing's beta on the auxiliary cost -log p(b_t | z_t)
         seed=0,
         log_every=20,           # TensorBoard scalars
         eval_every=200,         # validation pass + latent histograms
@@ -89,7 +95,7 @@ def parse_arg(arg, known):
 
 
 def apply_variants(config, variants):
-    """Applies the variants every model config understands: `tiny` and `fsdd`."""
+    """Applies the variants every model config understands: `tiny`, `fsdd` and `jsb`."""
     if "tiny" in variants:
         config.model.update(h_dim=32, z_dim=8, mlp_units=32, phi_x_layers=1, num_mixtures=3)
         config.data.update(batch_size=8, valid_batch_size=8, train_frames=20,
@@ -99,10 +105,30 @@ def apply_variants(config, variants):
                             num_final_samples=1)
     if "fsdd" in variants:
         config.data.path = "../shared/data/fsdd"
+    if "jsb" in variants:
+        if "fsdd" in variants:
+            raise ConfigError("config variants 'fsdd' and 'jsb' pick two datasets; give one")
+        apply_jsb(config, tiny="tiny" in variants)
     return config
 
 
-VARIANTS = ("tiny", "fsdd")
+VARIANTS = ("tiny", "fsdd", "jsb")
+
+JSB_PATH = "../shared/data/jsb/JSB_Chorales.mat"
+
+
+def apply_jsb(config, tiny=False):
+    """JSB Chorales piano-rolls (88 binary notes per frame, Bernoulli emission, no audio).
+
+    Whole chorales are training sequences (at most 160 frames in the train split), as in FIVO;
+    `tiny` keeps the tiny variant's short chunks.
+    """
+    config.data.update(format="pianoroll", path=JSB_PATH, frame_size=88)
+    if not tiny:
+        config.data.train_frames = 160
+    config.model.emission = "bernoulli"
+    config.train.update(audio_every=0, num_audio_clips=0, num_final_samples=0)
+    return config
 
 # field -> (type, check, what is expected)
 _CHECKS = {
@@ -135,6 +161,11 @@ _CHECKS = {
     "train.learning_rate": (float, lambda v: 0 < v < 10, "a float in (0, 10)"),
     "train.clip_norm": (float, None, "a float (<= 0 disables clipping)"),
     "train.kl_weight": (float, lambda v: v >= 0, "a float >= 0"),
+    "train.kl_anneal": (bool, None, "true or false"),
+    "train.kl_anneal_start": (float, lambda v: v >= 0, "a float >= 0"),
+    "train.kl_anneal_increment": (float, lambda v: v >= 0, "a float >= 0"),
+    "train.kl_anneal_cap": (float, lambda v: v >= 0, "a float >= 0"),
+    "train.aux_weight": (float, lambda v: v >= 0, "a float >= 0"),
     "train.seed": (int, None, "an integer"),
     "train.log_every": (int, lambda v: v >= 1, "an integer >= 1"),
     "train.eval_every": (int, lambda v: v >= 1, "an integer >= 1"),
@@ -207,3 +238,13 @@ def model_spec(config, x_dim, emission_bias=None):
 def to_json(config):
     """A stable JSON text of a config (what is saved into the workdir)."""
     return json.dumps(config.to_dict(), indent=2, sort_keys=True)
+
+
+def trainer_options(train):
+    """ELBOTrainer keyword arguments from `config.train` beyond the original ones (KL schedule,
+    auxiliary weight)."""
+    schedule = None
+    if train.kl_anneal:
+        schedule = (float(train.kl_anneal_start), float(train.kl_anneal_increment),
+                    float(train.kl_anneal_cap))
+    return {"kl_schedule": schedule, "aux_weight": float(train.aux_weight)}

@@ -60,10 +60,20 @@ def build_trainer(config, network):
     """The compiled training algorithm a config asks for, its optimizer(s) built."""
     t = config.train
     trainer = training.ELBOTrainer(network, seed=t.seed, clip_norm=t.clip_norm,
-                                   kl_weight=t.kl_weight)
+                                   kl_weight=t.kl_weight, **config_lib.trainer_options(t))
     trainer.compile(optimizer=make_optimizer(t))
     trainer.optimizer.build(network.trainable_variables)
     return trainer
+
+
+def emission_bias_for(config, corpus):
+    """Bernoulli emission on piano-rolls: the logit of the training mean per note (as FIVO)."""
+    if corpus.binary and config.model.emission == "bernoulli":
+        from avrnn_tf.data import pianoroll
+
+        return pianoroll.mean_logits([pipeline.frame(v, config.data.frame_size)
+                                      for _, v in corpus.train])
+    return None
 
 
 class Run:
@@ -91,7 +101,7 @@ class Run:
             saved = pipeline.load_stats(stats_path)
             self.standardizer = pipeline.Standardizer(saved["mean"], saved["std"])
         else:
-            self.standardizer = pipeline.Standardizer.fit(self.corpus.train)
+            self.standardizer = pipeline.fit_standardizer(self.corpus)
         self.stats = pipeline.save_stats(stats_path, self.corpus, self.standardizer, data.frame_size)
         self.x, self.mask = pipeline.training_chunks(
             self.corpus.train, self.standardizer, data.frame_size, data.train_frames)
@@ -100,7 +110,8 @@ class Run:
             data.max_valid_utterances)
 
         keras.utils.set_random_seed(t.seed)  # Same initial weights on every start of the run.
-        self.network = models.create_network(config_lib.model_spec(config, data.frame_size))
+        self.network = models.create_network(config_lib.model_spec(
+            config, data.frame_size, emission_bias_for(config, self.corpus)))
         self.trainer = build_trainer(config, self.network)
         self.checkpoint = tf.train.Checkpoint(model=self.trainer, optimizer=self.trainer.optimizer)
         self.manager = tf.train.CheckpointManager(
@@ -210,7 +221,7 @@ class Run:
 
     def write_audio(self):
         t = self.config.train
-        if not t.num_audio_clips:
+        if not t.num_audio_clips or self.corpus.binary:
             return
         wave = self.generate(t.num_audio_clips, t.audio_seconds, seed=self.step)
         with self.writer.as_default(step=self.step):
@@ -221,7 +232,7 @@ class Run:
         import soundfile
 
         t = self.config.train
-        if not t.num_final_samples:
+        if not t.num_final_samples or self.corpus.binary:
             return []
         folder = os.path.join(self.workdir, "samples")
         os.makedirs(folder, exist_ok=True)

@@ -5,6 +5,10 @@
 | "rnn"   | none   | -                         | exact log-likelihood                 |
 | "storn" | z_t    | N(0, I), fixed            | ELBO ("VRNN-I" row of Chung et al.)  |
 | "vrnn"  | z_t    | learned MLP on h_{t-1}    | ELBO (or A-VRNN's phases)            |
+| "zforcing" | z_t | learned MLP on h_{t-1}    | ELBO + beta * log p(b_t | z_t)        |
+
+Z-Forcing's posterior reads a backward LSTM state b_t over x_{t:T} instead of phi_x(x_t)
+(`ZForcingNetwork`, Goyal et al. 2017); its generative model is the VRNN's.
 
 The emission is "normal", "gmm" or "bernoulli" for every kind. `create_network(spec)` builds the
 network from a frozen `ModelSpec`; the network never reads flags or config files.
@@ -30,7 +34,7 @@ from avrnn_tf import heads
 
 tfd = tfp.distributions
 
-KINDS = ("rnn", "storn", "vrnn")
+KINDS = ("rnn", "storn", "vrnn", "zforcing")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +42,7 @@ class ModelSpec:
     """Everything that fixes a network's shape; built from a config by `config.model_spec`.
 
     Attributes:
-      kind: "rnn", "storn" or "vrnn".
+      kind: "rnn", "storn", "vrnn" or "zforcing".
       emission: "normal", "gmm" or "bernoulli".
       x_dim: frame size D.
       h_dim: LSTM state size H.
@@ -71,7 +75,7 @@ class ModelSpec:
 
     @property
     def learned_prior(self):
-        return self.kind == "vrnn"
+        return self.kind in ("vrnn", "zforcing")
 
 
 class HeadNet(keras.layers.Layer):
@@ -156,8 +160,11 @@ class SequenceNetwork(keras.layers.Layer):
         """phi_x(x) [B, T, M]: depends on x alone, so it runs once over all frames."""
         return cells.apply_stack(self.phi_x, x)
 
-    def trajectory(self, x, noise):
+    def trajectory(self, x, noise, mask=None, posterior_input=None):
         """Runs the recurrence on frames x [B, T, D] with posterior noise [B, T, Z].
+
+        `mask` [B, T] is unused here (models whose inference reads the future, Z-Forcing, need the
+        lengths); `posterior_input` [B, T, M], when given, replaces the hoisted posterior_x(phi_x).
 
         Returns a dict of [B, T, .] tensors: h_prev (h_{t-1}), and for latent models post_loc,
         post_scale, z (the reparameterised posterior sample), phi_z, prior_loc, prior_scale; and
@@ -166,7 +173,7 @@ class SequenceNetwork(keras.layers.Layer):
         fx = self.features(x)
         inputs = [self.gate_x(fx)]
         if self.z_dim:
-            inputs += [self.posterior_x(fx), noise]
+            inputs += [self.posterior_x(fx) if posterior_input is None else posterior_input, noise]
         out = self.cell.split_outputs(self.rnn(tf.concat(inputs, axis=-1)))
         h_prev = out["h_prev"]
         if self.z_dim:
@@ -184,14 +191,14 @@ class SequenceNetwork(keras.layers.Layer):
             return zeros, tf.ones_like(zeros)
         return self.prior_net.loc_scale(h_prev)
 
-    def frame_terms(self, x, noise):
+    def frame_terms(self, x, noise, mask=None):
         """Per-frame terms of every bound, each [B, T] (unmasked; bounds.py applies the mask).
 
           log_px: log p(x_t | z_t, h_{t-1}) at the posterior sample (log p(x_t | h_{t-1}) for rnn)
           kl:     KL(q(z_t | x_t, h_{t-1}) || p(z_t | h_{t-1})), analytic (0 for rnn)
           log_pz, log_qz: log p(z_t | h_{t-1}) and log q(z_t | x_t, h_{t-1}) at the sample
         """
-        out = self.trajectory(x, noise)
+        out = self.trajectory(x, noise, mask=mask)
         dists = self.distributions(out)
         log_px = dists["emission"].log_prob(x)
         if not self.z_dim:
@@ -271,8 +278,113 @@ class SequenceNetwork(keras.layers.Layer):
         return tf.cast(u < tf.sigmoid(params / temperature), tf.float32)
 
 
+    # ------------------------------------------------- per-step interface (particle filters)
+    # The bounds that resample (bounds.fivo) need the recurrence one step at a time, so that the
+    # state of each particle can be replaced by its ancestor's between steps. Everything that
+    # depends on x alone is still computed for all frames first (`step_inputs`).
+
+    def step_inputs(self, x, mask=None):
+        """The hoisted per-step cell inputs without noise: [B, T, 4H (+ M)] for frames x [B, T, D]."""
+        fx = self.features(x)
+        inputs = [self.gate_x(fx)]
+        if self.z_dim:
+            inputs.append(self.posterior_x(fx))
+        return tf.concat(inputs, axis=-1)
+
+    def initial_state(self, batch_size):
+        """The recurrent state before the first frame: [h, c], each [N, H] zeros."""
+        zeros = tf.zeros(tf.stack([batch_size, self.spec.h_dim]))
+        return [zeros, zeros]
+
+    def step(self, state, inputs_t, noise_t, x_t):
+        """One step of the recurrence with its log-weight terms.
+
+        Args:
+          state: [h_{t-1}, c_{t-1}], each [N, H].
+          inputs_t: [N, 4H (+ M)], frame t of `step_inputs`.
+          noise_t: [N, Z] posterior noise (ignored for "rnn").
+          x_t: [N, D] the observed frame.
+
+        Returns:
+          (new_state, log_px [N], log_pz [N], log_qz [N]); for "rnn" log_pz = log_qz = 0 and
+          log_px = log p(x_t | h_{t-1}). Summed over t these equal `frame_terms`' sums.
+        """
+        if self.z_dim:
+            out, new_state = self.cell.call(tf.concat([inputs_t, noise_t], axis=-1), state)
+            parts = self.cell.split_outputs(out)
+            h = parts["h_prev"]
+            p_loc, p_scale = self.prior(h)
+            params = self.emission_net(tf.concat([parts["phi_z"], h], axis=-1))
+            log_pz = heads.normal_log_prob(parts["z"], p_loc, p_scale)
+            log_qz = heads.normal_log_prob(parts["z"], parts["post_loc"], parts["post_scale"])
+        else:
+            h, new_state = self.cell.call(inputs_t, state)
+            params = self.emission_net(h)
+        log_px = self.emission_head.new(params).log_prob(x_t)
+        if not self.z_dim:
+            log_pz = log_qz = tf.zeros_like(log_px)
+        return list(new_state), log_px, log_pz, log_qz
+
+
 def create_network(spec: ModelSpec) -> SequenceNetwork:
     """Builds (and creates the variables of) the network described by `spec`."""
-    network = SequenceNetwork(spec, name=f"{spec.kind}_{spec.emission}")
+    network_class = ZForcingNetwork if spec.kind == "zforcing" else SequenceNetwork
+    network = network_class(spec, name=f"{spec.kind}_{spec.emission}")
     network.build()
     return network
+
+
+class ZForcingNetwork(SequenceNetwork):
+    """Z-Forcing (Goyal et al. 2017): a VRNN whose posterior reads a backward LSTM.
+
+    Inference: b_t = LSTM_backward(x_t, b_{t+1}), a summary of x_{t:T}; the posterior is
+    q(z_t | h_{t-1}, b_t) (its first layer sees W_b b_t + W_h h_{t-1} instead of phi_x(x_t)).
+    The generative model (prior, emission, forward recurrence h_t = f(h_{t-1}, phi_x(x_t),
+    phi_z(z_t))) is the VRNN's, so sampling is inherited unchanged.
+
+    Auxiliary cost: `frame_terms` adds `aux_log_prob` [B, T] = log p(b_t | z_t), a diagonal Normal
+    from an MLP on z_t. The trainer adds beta * sum_t aux_log_prob to the objective (it is not part
+    of any bound). The target b_t is held constant (stop_gradient) in this term: the auxiliary cost
+    reaches the backward LSTM only through z_t (the posterior reads b_t), so it cannot be lowered by
+    moving the target towards z_t (e.g. collapsing b_t to a constant).
+
+    Padding: the backward LSTM runs over each sequence reversed by its own length
+    (tf.reverse_sequence), so b_t at a real frame never sees padded frames; this is why
+    `trajectory` and `frame_terms` take the mask.
+    """
+
+    def __init__(self, spec: ModelSpec, **kwargs):
+        super().__init__(spec, **kwargs)
+        self.backward_rnn = keras.layers.LSTM(spec.h_dim, return_sequences=True,
+                                              name="backward_lstm")
+        self.posterior_b = keras.layers.Dense(spec.mlp_units, name="posterior_b")
+        self.aux_net = HeadNet(heads.NormalHead(spec.h_dim, spec.scale_floor), spec.mlp_units,
+                               spec.head_layers, name="aux")
+
+    def backward_states(self, x, mask=None):
+        """b [B, T, H]: b_t summarises x_{t:len} of its own sequence (len from the mask)."""
+        if mask is None:
+            lengths = tf.fill(tf.shape(x)[:1], tf.shape(x)[1])
+        else:
+            lengths = tf.cast(tf.reduce_sum(tf.cast(mask > 0, tf.int32), axis=1), tf.int32)
+        reversed_x = tf.reverse_sequence(x, lengths, seq_axis=1, batch_axis=0)
+        return tf.reverse_sequence(self.backward_rnn(reversed_x), lengths, seq_axis=1, batch_axis=0)
+
+    def trajectory(self, x, noise, mask=None, posterior_input=None):
+        """As SequenceNetwork.trajectory, plus `backward` [B, T, H] (b_t)."""
+        b = self.backward_states(x, mask)
+        out = super().trajectory(x, noise, mask=mask, posterior_input=self.posterior_b(b))
+        out["backward"] = b
+        return out
+
+    def frame_terms(self, x, noise, mask=None):
+        """As SequenceNetwork.frame_terms, plus `aux_log_prob` [B, T] = log p(b_t | z_t)."""
+        terms = super().frame_terms(x, noise, mask=mask)
+        out = terms["trajectory"]
+        loc, scale = self.aux_net.loc_scale(out["z"])
+        terms["aux_log_prob"] = heads.normal_log_prob(tf.stop_gradient(out["backward"]), loc, scale)
+        return terms
+
+    def step_inputs(self, x, mask=None):
+        fx = self.features(x)
+        return tf.concat([self.gate_x(fx), self.posterior_b(self.backward_states(x, mask))], axis=-1)

@@ -21,6 +21,9 @@ Numerics guard: a step whose loss or gradients are not finite does not touch the
 optimizer's slots (`apply_if_finite`); it still advances the step counter, so the next step takes the
 next batch and fresh noise. Its values are left out of the metric averages. The run loop stops the
 run when `nonfinite_streak` reaches its limit.
+  kl_weight          the scheduled KL weight (training only, when kl_schedule is set)
+  aux_per_frame      Z-Forcing's log p(b_t | z_t) per frame (zforcing models; `loss` includes
+                     -aux_weight times it)
 """
 
 import keras
@@ -75,9 +78,15 @@ class ELBOTrainer(keras.Model):
       seed: integer from which every step's noise is derived.
       clip_norm: global-norm gradient clipping threshold (<= 0 disables clipping).
       kl_weight: weight of the KL term in the objective (1 is the ELBO).
+      kl_schedule: optional (start, increment, cap): the KL weight of training step s is
+        min(cap, start + increment * s) instead of kl_weight (Z-Forcing: (0.2, 5e-5, 1.0)).
+        Evaluation always uses kl_weight.
+      aux_weight: weight beta of an auxiliary log-likelihood the network returns as
+        `aux_log_prob` in its frame terms (Z-Forcing's log p(b_t | z_t)); added to the objective.
     """
 
-    def __init__(self, network, seed=0, clip_norm=10.0, kl_weight=1.0, **kwargs):
+    def __init__(self, network, seed=0, clip_norm=10.0, kl_weight=1.0, kl_schedule=None,
+                 aux_weight=0.0, **kwargs):
         super().__init__(**kwargs)
         self.network = network
         self.seed = int(seed)
@@ -92,6 +101,12 @@ class ELBOTrainer(keras.Model):
                                                trainable=False, name="nonfinite_total")
         self.nonfinite_streak = self.add_weight(shape=(), dtype="int64", initializer="zeros",
                                                 trainable=False, name="nonfinite_streak")
+        self.kl_schedule = None if kl_schedule is None else tuple(float(v) for v in kl_schedule)
+        self.aux_weight = float(aux_weight)
+        if self.kl_schedule is not None:
+            self._trackers["kl_weight"] = keras.metrics.Mean(name="kl_weight")
+        if network.spec.kind == "zforcing":
+            self._trackers["aux_per_frame"] = keras.metrics.Mean(name="aux_per_frame")
 
     @property
     def metrics(self):
@@ -113,9 +128,20 @@ class ELBOTrainer(keras.Model):
     def noise(self, x, seed):
         return tf.random.stateless_normal(self.network.noise_shape(x), seed=seed)
 
-    def bound_terms(self, x, mask, seed):
-        terms = self.network.frame_terms(x, self.noise(x, seed))
-        return bounds.elbo(terms, mask, self.kl_weight)
+    def scheduled_kl_weight(self, step):
+        """The KL weight at training step `step` (a scalar tensor)."""
+        if self.kl_schedule is None:
+            return tf.constant(self.kl_weight)
+        start, increment, cap = self.kl_schedule
+        return tf.minimum(cap, start + increment * tf.cast(step, tf.float32))
+
+    def bound_terms(self, x, mask, seed, kl_weight=None):
+        terms = self.network.frame_terms(x, self.noise(x, seed), mask=mask)
+        b = bounds.elbo(terms, mask, self.kl_weight if kl_weight is None else kl_weight)
+        if "aux_log_prob" in terms:
+            b["aux"] = tf.reduce_sum(bounds.masked(terms["aux_log_prob"], mask), axis=1)
+            b["objective"] = b["objective"] + self.aux_weight * b["aux"]
+        return b
 
     def _update_metrics(self, b, grad_norm=None, finite=None):
         frames = tf.reduce_sum(b["num_frames"])
@@ -135,6 +161,8 @@ class ELBOTrainer(keras.Model):
             tf.reduce_sum(b["elbo"]) / tf.maximum(sequences, 1.0), sample_weight=sequences)
         if grad_norm is not None:
             t["grad_norm"].update_state(grad_norm, sample_weight=1.0 if finite is None else weight)
+        if "aux" in b:
+            t["aux_per_frame"].update_state(per_frame(b["aux"]), sample_weight=frames)
 
     def train_step(self, data):
         self.trace_count += 1
@@ -142,14 +170,17 @@ class ELBOTrainer(keras.Model):
         seed = step_seed(self.seed, self.optimizer.iterations)
         variables = self.network.trainable_variables
         with tf.GradientTape() as tape:
-            b = self.bound_terms(x, mask, seed)
+            kl_weight = self.scheduled_kl_weight(self.optimizer.iterations)
+            b = self.bound_terms(x, mask, seed, kl_weight)
             loss = -tf.reduce_sum(b["objective"]) / tf.maximum(tf.reduce_sum(b["num_frames"]), 1.0)
         finite, norm = apply_if_finite(self.optimizer, loss, tape.gradient(loss, variables),
                                        variables, self.clip_norm)
         self._update_metrics(b, norm, finite)
+        if self.kl_schedule is not None:
+            self._trackers["kl_weight"].update_state(kl_weight)
         return {**{m.name: m.result() for m in self.metrics}, **self.count_finite(finite)}
 
     def test_step(self, data):
         x, mask = data
         self._update_metrics(self.bound_terms(x, mask, step_seed(self.seed, EVAL_FOLD)))
-        return {m.name: m.result() for m in self.metrics if m.name != "grad_norm"}
+        return {m.name: m.result() for m in self.metrics if m.name not in ("grad_norm", "kl_weight")}

@@ -51,3 +51,13 @@ def read_events(logdir):
                 item = float(array) if array.ndim == 0 and array.dtype.kind == "f" else array
                 found.setdefault(value.tag, []).append((event.step, item))
     return found
+
+
+def load_config_file(name, arg=None):
+    """`get_config(arg)` of configs/<name> loaded by path, as `--config=configs/<name>` does."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name[:-3], os.path.join(PROJECT_ROOT, "configs", name))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg) if arg is not None else module.get_config()

@@ -41,6 +41,7 @@ class Corpus:
     valid: List[Utterance]
     test: List[Utterance]
     source: str
+    binary: bool = False  # Piano-rolls: values are 0/1 notes, flattened [T * 88]; never standardized.
 
     def sizes(self):
         return {k: len(getattr(self, k)) for k in ("train", "valid", "test")}
@@ -89,6 +90,10 @@ def split_names(names, valid_fraction, seed):
 def load_corpus(data):
     """Reads the corpus a data config describes (synthetic when data.path is empty)."""
     fmt = data.format
+    if fmt == "pianoroll":
+        from avrnn_tf.data import pianoroll
+
+        return pianoroll.load_corpus(data)
     if fmt == "auto":
         fmt = "wav_dir" if data.path else "synthetic"
     if fmt == "synthetic":
@@ -186,6 +191,13 @@ def eval_dataset(batches, frame_size):
     spec = (tf.TensorSpec([None, None, frame_size], tf.float32), tf.TensorSpec([None, None], tf.float32))
     ds = tf.data.Dataset.from_generator(lambda: iter(batches), output_signature=spec)
     return ds.apply(tf.data.experimental.assert_cardinality(len(batches)))
+
+
+def fit_standardizer(corpus):
+    """The training split's Standardizer; the identity for binary (piano-roll) corpora."""
+    if corpus.binary:
+        return Standardizer(0.0, 1.0)
+    return Standardizer.fit(corpus.train)
 
 
 def save_stats(path, corpus, standardizer, frame_size):

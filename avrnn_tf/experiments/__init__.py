@@ -1,0 +1,1 @@
+"""Experiment programs built on the package (comparisons across the model family)."""

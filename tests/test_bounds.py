@@ -1,0 +1,217 @@
+"""Properties of the bounds (bounds.py): IWAE-1 = ELBO, monotonicity in K, FIVO without resampling
+= IWAE, exactness where the likelihood is known (latent-free models, a linear-Gaussian model against
+its closed form and against a Kalman filter), and masked frames contributing nothing."""
+
+import math
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="module")
+def lib(tf):
+    from avrnn_tf import bounds, models
+
+    return bounds, models
+
+
+def make_network(models, kind, emission="gmm", x_dim=5):
+    spec = models.ModelSpec(kind=kind, emission=emission, x_dim=x_dim, h_dim=12, z_dim=3,
+                            mlp_units=10, num_mixtures=2)
+    return models.create_network(spec)
+
+
+def batch(tf, b=3, t=7, d=5, seed=0):
+    x = tf.random.stateless_normal([b, t, d], seed=[seed, 1])
+    lengths = np.array([t, t - 3, 2][:b])
+    mask = (np.arange(t)[None, :] < lengths[:, None]).astype(np.float32)
+    return x, tf.constant(mask)
+
+
+def noise_for(tf, net, b, t, k, seed=3):
+    return tf.random.stateless_normal([k * b, t, net.z_dim], seed=[seed, 2])
+
+
+@pytest.mark.parametrize("kind", ["storn", "vrnn", "zforcing"])
+def test_iwae_one_sample_is_the_sampled_kl_elbo(tf, lib, kind):
+    bounds, models = lib
+    net = make_network(models, kind)
+    x, mask = batch(tf)
+    noise = noise_for(tf, net, 3, 7, 1)
+    terms = net.frame_terms(x, noise, mask=mask)
+    sampled_kl = tf.reduce_sum(bounds.masked(terms["log_qz"] - terms["log_pz"], mask), axis=1)
+    elbo_sampled = bounds.elbo(terms, mask)["log_px"] - sampled_kl
+    iwae1 = bounds.iwae(terms, mask, 1)["iwae"]
+    np.testing.assert_allclose(iwae1.numpy(), elbo_sampled.numpy(), rtol=1e-6, atol=1e-5)
+    # The step-by-step particle filter with one particle is the same number (never resamples).
+    fivo1 = bounds.fivo(net, x, mask, noise, 1, [5, 6])
+    np.testing.assert_allclose(fivo1["fivo"].numpy(), elbo_sampled.numpy(), rtol=1e-5, atol=1e-3)
+    assert float(tf.reduce_sum(fivo1["num_resamples"])) == 0.0
+
+
+def test_sampled_kl_averages_to_the_analytic_kl(tf, lib):
+    # E_q[log q - log p] = KL(q || p): the per-frame log-densities agree with heads.normal_kl.
+    bounds, models = lib
+    net = make_network(models, "vrnn")
+    x, mask = batch(tf, b=1, t=4)
+    k = 4000
+    terms = net.frame_terms(bounds.tile_batch(x, k), noise_for(tf, net, 1, 4, k),
+                            mask=bounds.tile_batch(mask, k))
+    # With the same posterior mean/scale in every replica only z differs; the analytic KL of
+    # replica 0 is the exact expectation of log q - log p over the replicas' samples.
+    # (The recurrence makes later frames' q and p depend on earlier samples, so compare frame 0.)
+    sampled = tf.reduce_mean(terms["log_qz"][:, 0] - terms["log_pz"][:, 0])
+    sd = tf.math.reduce_std(terms["log_qz"][:, 0] - terms["log_pz"][:, 0])
+    assert abs(float(sampled - terms["kl"][0, 0])) < 4 * float(sd) / math.sqrt(k)
+
+
+@pytest.mark.parametrize("kind", ["storn", "vrnn"])
+def test_iwae_is_above_the_elbo_and_grows_with_k_on_average(tf, lib, kind):
+    bounds, models = lib
+    net = make_network(models, kind)
+    x, _ = batch(tf, b=1, t=6)
+    reps = 64  # The same sequence 64 times: averages over independent noise.
+    xr = tf.tile(x, [reps, 1, 1])
+    mask = tf.ones([reps, 6])
+    means = []
+    for k in (1, 4, 16):
+        noise = noise_for(tf, net, reps, 6, k, seed=10 + k)
+        terms = net.frame_terms(bounds.tile_batch(xr, k), noise, mask=bounds.tile_batch(mask, k))
+        means.append(float(tf.reduce_mean(bounds.iwae(terms, mask, k)["iwae"])))
+    elbo_noise = noise_for(tf, net, reps, 6, 1, seed=99)
+    elbo = float(tf.reduce_mean(bounds.elbo(net.frame_terms(xr, elbo_noise), mask)["elbo"]))
+    assert means[0] < means[1] < means[2], means
+    assert means[1] > elbo and means[2] > elbo, (means, elbo)
+
+
+@pytest.mark.parametrize("kind", ["rnn", "storn", "vrnn", "zforcing"])
+def test_fivo_without_resampling_equals_iwae(tf, lib, kind):
+    bounds, models = lib
+    net = make_network(models, kind, emission="normal")
+    x, mask = batch(tf)
+    k = 6
+    noise = noise_for(tf, net, 3, 7, k)
+    terms = net.frame_terms(bounds.tile_batch(x, k), noise, mask=bounds.tile_batch(mask, k))
+    iwae = bounds.iwae(terms, mask, k)["iwae"].numpy()
+    fivo = bounds.fivo(net, x, mask, noise, k, [1, 1], resample=False)
+    np.testing.assert_allclose(fivo["fivo"].numpy(), iwae, rtol=1e-5, atol=1e-3)
+    np.testing.assert_array_equal(fivo["num_frames"].numpy(), mask.numpy().sum(axis=1))
+
+
+@pytest.mark.parametrize("emission", ["normal", "gmm", "bernoulli"])
+def test_latent_free_models_every_bound_is_the_exact_likelihood(tf, lib, emission):
+    bounds, models = lib
+    net = make_network(models, "rnn", emission=emission)
+    x, mask = batch(tf)
+    if emission == "bernoulli":
+        x = tf.cast(x > 0, tf.float32)
+    exact = bounds.elbo(net.frame_terms(x, tf.zeros([3, 7, 0])), mask)["elbo"].numpy()
+    # The exact log-likelihood by hand: the emission at h_{t-1} from the hoisted LSTM pass.
+    out = net.trajectory(x, tf.zeros([3, 7, 0]))
+    log_px = net.emission_head.new(out["emission_params"]).log_prob(x).numpy()
+    np.testing.assert_allclose(exact, (log_px * mask.numpy()).sum(axis=1), rtol=1e-6)
+    k = 5
+    noise = tf.zeros([k * 3, 7, 0])
+    terms = net.frame_terms(bounds.tile_batch(x, k), noise, mask=bounds.tile_batch(mask, k))
+    np.testing.assert_allclose(bounds.iwae(terms, mask, k)["iwae"].numpy(), exact, rtol=1e-5)
+    fivo = bounds.fivo(net, x, mask, noise, k, [2, 3])
+    np.testing.assert_allclose(fivo["fivo"].numpy(), exact, rtol=1e-5)
+
+
+def test_padded_frames_contribute_nothing(tf, lib):
+    bounds, models = lib
+    net = make_network(models, "vrnn")
+    x, mask = batch(tf, b=1, t=7)
+    k = 4
+    noise = noise_for(tf, net, 1, 7, k)
+    padded_x = tf.concat([x, 1e3 * tf.ones([1, 5, 5])], axis=1)
+    padded_mask = tf.concat([mask, tf.zeros([1, 5])], axis=1)
+    padded_noise = tf.concat([noise, tf.ones([k, 5, net.z_dim])], axis=1)
+    for seed in ([0, 1], [0, 2]):
+        a = bounds.fivo(net, x, mask, noise, k, seed)["fivo"]
+        b = bounds.fivo(net, padded_x, padded_mask, padded_noise, k, seed)["fivo"]
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5)
+    t1 = net.frame_terms(bounds.tile_batch(x, k), noise)
+    t2 = net.frame_terms(bounds.tile_batch(padded_x, k), padded_noise)
+    np.testing.assert_allclose(bounds.iwae(t1, mask, k)["iwae"].numpy(),
+                               bounds.iwae(t2, padded_mask, k)["iwae"].numpy(), rtol=1e-5)
+
+
+# ------------------------------------------------------------------ linear-Gaussian state space
+class LinearGaussian:
+    """z_t = a z_{t-1} + q e_t (z_0 = 0), x_t = z_t + r u_t, scalar; the per-step interface of
+    bounds.fivo. proposal "prior" is the bootstrap filter; "optimal" is p(z_t | z_{t-1}, x_t)."""
+
+    def __init__(self, tf, a, q, r, proposal):
+        self.tf, self.a, self.q, self.r, self.proposal = tf, a, q, r, proposal
+
+    def step_inputs(self, x, mask=None):
+        return x
+
+    def initial_state(self, n):
+        return [self.tf.zeros(self.tf.stack([n, 1]))]
+
+    def step(self, state, inputs_t, noise_t, x_t):
+        from avrnn_tf.heads import normal_log_prob
+
+        tf = self.tf
+        prior_loc, prior_scale = self.a * state[0], self.q * tf.ones_like(state[0])
+        if self.proposal == "prior":
+            loc, scale = prior_loc, prior_scale
+        else:  # Gaussian conditioning of N(prior_loc, q^2) on x_t = z_t + N(0, r^2).
+            var = 1.0 / (1.0 / self.q ** 2 + 1.0 / self.r ** 2)
+            loc = var * (prior_loc / self.q ** 2 + x_t / self.r ** 2)
+            scale = math.sqrt(var) * tf.ones_like(loc)
+        z = loc + scale * noise_t
+        log_px = normal_log_prob(x_t, z, self.r * tf.ones_like(z))
+        return [z], log_px, normal_log_prob(z, prior_loc, prior_scale), normal_log_prob(z, loc, scale)
+
+
+def kalman_log_likelihood(x, a, q, r):
+    """Exact log p(x_{1:T}) of the scalar model above, by the Kalman filter."""
+    mean, var, total = 0.0, 0.0, 0.0
+    for xt in x:
+        mean, var = a * mean, a * a * var + q * q
+        s = var + r * r
+        total += -0.5 * (math.log(2 * math.pi * s) + (xt - mean) ** 2 / s)
+        gain = var / s
+        mean, var = mean + gain * (xt - mean), (1 - gain) * var
+    return total
+
+
+def test_exact_when_the_proposal_is_the_posterior(tf, lib):
+    # With a = 0 the frames are independent and q(z_t | x_t) is the exact posterior: every
+    # importance weight equals p(x_t) exactly, so IWAE and FIVO equal log p for any K and noise.
+    bounds, _ = lib
+    model = LinearGaussian(tf, 0.0, 1.0, 0.5, "optimal")
+    x = tf.random.stateless_normal([2, 6, 1], seed=[4, 4])
+    mask = tf.constant([[1.0] * 6, [1.0] * 4 + [0.0] * 2])
+    exact = [kalman_log_likelihood(x.numpy()[i, :n, 0], 0.0, 1.0, 0.5) for i, n in enumerate([6, 4])]
+    k = 7
+    noise = tf.random.stateless_normal([k * 2, 6, 1], seed=[5, 5])
+    for resample in (True, False):
+        out = bounds.fivo(model, x, mask, noise, k, [0, 0], resample=resample)
+        np.testing.assert_allclose(out["fivo"].numpy(), exact, rtol=1e-5)
+
+
+def test_fivo_matches_the_kalman_filter(tf, lib):
+    # Bootstrap particle filter on a random walk: FIVO-K -> log p as K grows (bias O(1/K)), and it
+    # must resample; IWAE-K with the same proposal is much further below (weight degeneracy).
+    bounds, _ = lib
+    a, q, r, t, reps, k = 0.9, 1.0, 0.6, 12, 8, 256
+    rng = np.random.default_rng(0)
+    z, xs = 0.0, []
+    for _ in range(t):
+        z = a * z + q * rng.normal()
+        xs.append(z + r * rng.normal())
+    exact = kalman_log_likelihood(xs, a, q, r)
+    model = LinearGaussian(tf, a, q, r, "prior")
+    x = tf.tile(tf.constant(xs, tf.float32)[None, :, None], [reps, 1, 1])
+    mask = tf.ones([reps, t])
+    noise = tf.random.stateless_normal([k * reps, t, 1], seed=[6, 6])
+    out = bounds.fivo(model, x, mask, noise, k, [7, 7])
+    iwae = bounds.fivo(model, x, mask, noise, k, [7, 7], resample=False)["fivo"]
+    fivo = out["fivo"].numpy()
+    assert float(tf.reduce_min(out["num_resamples"])) > 0
+    assert abs(fivo.mean() - exact) < 0.1, (fivo.mean(), exact)
+    assert fivo.mean() > float(tf.reduce_mean(iwae))

@@ -1,0 +1,1 @@
+"""Experiment programs that reproduce the papers' figures and tables."""

@@ -19,6 +19,7 @@ Metrics (keras.metrics.Mean, weighted so that averages over many batches are exa
 import keras
 import tensorflow as tf
 
+from avrnn_tf import adversarial
 from avrnn_tf import bounds
 
 EVAL_FOLD = -1  # Folded into the seed for evaluation noise (training folds in the step >= 0).
@@ -193,8 +194,6 @@ class AVRNNTrainer(ELBOTrainer):
     def __init__(self, network, critic, seed=0, clip_norm=10.0, kl_weight=0.0, critic_type="wgan",
                  n_critic=1, clip_value=0.01, gp_weight=10.0, separate_batches=True,
                  regularize=True, **kwargs):
-        from avrnn_tf import adversarial
-
         super().__init__(network, seed=seed, clip_norm=clip_norm, kl_weight=kl_weight, **kwargs)
         if not network.z_dim:
             raise ValueError("A-VRNN needs a latent model (kind 'vrnn' or 'storn'), not 'rnn'")
@@ -264,8 +263,6 @@ class AVRNNTrainer(ELBOTrainer):
 
     def critic_step(self, x, mask, seed):
         """Phase 2, one step (update, then clip for "wgan"). Returns a dict of scalars."""
-        from avrnn_tf import adversarial
-
         z_prior, z_post = self.latent_pairs(x, seed)
         variables = self.critic.trainable_variables
         penalty = tf.constant(0.0)
@@ -289,8 +286,6 @@ class AVRNNTrainer(ELBOTrainer):
 
     def adversarial_step(self, x, mask, seed):
         """Phase 3. Returns (adversarial loss, gradient norm before clipping)."""
-        from avrnn_tf import adversarial
-
         variables = self.adversarial_variables
         with tf.GradientTape() as tape:
             z_prior, z_post = self.latent_pairs(x, seed)
@@ -307,8 +302,6 @@ class AVRNNTrainer(ELBOTrainer):
 
     # --------------------------------------------------------------------------- the step
     def train_step(self, data):
-        from avrnn_tf import adversarial
-
         self.trace_count += 1
         x, mask = data
         if self.separate_batches and self.regularize:

@@ -20,6 +20,7 @@ The training runs (checkpoints, TensorBoard) stay in --workdir; a rerun resumes 
 
 import glob
 import importlib.util
+import json
 import os
 import sys
 import time
@@ -47,6 +48,8 @@ flags.DEFINE_integer("batch_size", 32, "Sequences per batch (each A-VRNN phase r
 flags.DEFINE_integer("train_frames", 40, "Frames per training chunk.")
 flags.DEFINE_float("learning_rate", 1e-3, "RMSProp rate of the reconstruction / ELBO step.")
 flags.DEFINE_list("critics", ["wgan"], "A-VRNN runs, one per critic: wgan (the paper) | wgan_gp | gan.")
+flags.DEFINE_bool("ablation", False, "Also train A-VRNN with the critic and adversarial phases off "
+                  "(reconstruction phase only), to see what the regulariser changes.")
 flags.DEFINE_integer("log_every", 25, "Steps between logged training scalars.")
 flags.DEFINE_integer("eval_every", 250, "Steps between validation passes.")
 
@@ -68,12 +71,15 @@ def load_config(name):
 
 def model_names():
     """Run names: one "avrnn_<critic>" per --critics entry, then "vrnn_gauss"."""
-    return [f"avrnn_{c}" for c in FLAGS.critics] + ["vrnn_gauss"]
+    return ([f"avrnn_{c}" for c in FLAGS.critics] + (["avrnn_none"] if FLAGS.ablation else [])
+            + ["vrnn_gauss"])
 
 
 def label(name):
     if name == "vrnn_gauss":
         return "VRNN-Gauss (ELBO)"
+    if name == "avrnn_none":
+        return "A-VRNN, phases 2-3 off (reconstruction only)"
     return f"A-VRNN ({CRITIC_LABELS[name[len('avrnn_'):]]})"
 
 
@@ -86,7 +92,9 @@ def experiment_config(name):
     c.train.update(steps=FLAGS.steps, optimizer="rmsprop", learning_rate=FLAGS.learning_rate,
                    log_every=FLAGS.log_every, eval_every=FLAGS.eval_every,
                    checkpoint_every=FLAGS.eval_every, audio_every=0, num_final_samples=1)
-    if name.startswith("avrnn"):
+    if name == "avrnn_none":
+        c.adversarial.regularize = False
+    elif name.startswith("avrnn"):
         c.adversarial.update(critic=name[len("avrnn_"):], critic_lstm_units=FLAGS.critic_lstm_units,
                              critic_dense_units=FLAGS.critic_dense_units)
     return c
@@ -110,21 +118,23 @@ def read_scalars(logdir):
     return {tag: (np.array(sorted(d)), np.array([d[s] for s in sorted(d)])) for tag, d in series.items()}
 
 
-def test_split_metrics(config, workdir):
-    """Held-out ELBO metrics of the last checkpoint on the corpus' test split ({} when it has none)."""
+def held_out_metrics(config, workdir):
+    """ELBO metrics of the last checkpoint: {"valid": ..., "test": ...} ({} for a missing split).
+
+    Evaluation noise is fixed (training.EVAL_FOLD), so a rerun on finished runs gives the same table.
+    """
     from avrnn_tf import loop
     from avrnn_tf.data import pipeline
 
     run = loop.Run(config, workdir)
     run.restore()
-    if not run.corpus.test:
-        return {}
-    batches = pipeline.eval_batches(run.corpus.test, run.standardizer, config.data.frame_size,
-                                    config.data.valid_batch_size)
-    ds = pipeline.eval_dataset(batches, config.data.frame_size)
-    result = run.trainer.evaluate(ds, verbose=0, return_dict=True)
-    result["utterances"] = len(run.corpus.test)
-    return result
+    out = {"valid": run.evaluate(), "test": {}}
+    if run.corpus.test:
+        batches = pipeline.eval_batches(run.corpus.test, run.standardizer, config.data.frame_size,
+                                        config.data.valid_batch_size)
+        ds = pipeline.eval_dataset(batches, config.data.frame_size)
+        out["test"] = run.trainer.evaluate(ds, verbose=0, return_dict=True)
+    return out
 
 
 def plot(curves, out):
@@ -135,7 +145,7 @@ def plot(curves, out):
 
     names = model_names()
     avrnns = names[:-1]
-    a, v = curves[avrnns[0]], curves["vrnn_gauss"]
+    v = curves["vrnn_gauss"]
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.8), dpi=90)
     for name in avrnns:
         s, y = curves[name]["train/recon_per_frame"]
@@ -144,8 +154,8 @@ def plot(curves, out):
         ax[0].plot(s, -y, ":", color=line.get_color(), label=f"{label(name)}: -ELBO (not trained on)")
     s, y = v["train/elbo_per_frame"]
     ax[0].plot(s, -y, "k--", label="VRNN-Gauss: -ELBO (trained on)")
-    ax[0].set(xlabel="training step", ylabel="nats per frame", yscale="log",
-              title="Fig. 2 analogue (training batches)")
+    ax[0].set(xlabel="training step", ylabel="nats per frame (symlog)", title="Fig. 2 analogue (training batches)")
+    ax[0].set_yscale("symlog", linthresh=10.0)
     ax[0].legend(fontsize=6)
     for name in names:
         s, y = curves[name]["train/kl_per_frame"]
@@ -157,14 +167,18 @@ def plot(curves, out):
     fig.savefig(os.path.join(out, "fig2_elbo_vs_reconstruction.png"))
     plt.close(fig)
 
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3.8), dpi=90)
-    for tag, what in (("train/critic_loss", "critic loss"), ("train/adversarial_loss", "adversarial loss")):
-        s, y = a[tag]
-        ax[0].plot(s, y, label=what)
-    ax[0].axhline(0.0, color="k", lw=0.5)
-    ax[0].set(xlabel="training step", ylabel="loss", title=f"Fig. 3 analogue: {label(avrnns[0])}")
-    ax[0].legend(fontsize=7)
-    for name in avrnns:
+    critics = [n for n in avrnns if "train/critic_loss" in curves[n]]
+    fig, ax = plt.subplots(1, len(critics) + 1, figsize=(5 * (len(critics) + 1), 3.8), dpi=90)
+    for panel, name in zip(ax, critics):
+        for tag, what in (("train/critic_loss", "critic loss"), ("train/adversarial_loss", "adversarial loss")):
+            s, y = curves[name][tag]
+            panel.plot(s, y, label=what)
+        panel.axhline(0.0, color="k", lw=0.5)
+        panel.set(xlabel="training step", ylabel="loss", title=f"Fig. 3 analogue: {label(name)}")
+        panel.title.set_fontsize(9)
+        panel.legend(fontsize=7)
+    ax = [None] + list(ax[len(critics):])
+    for name in critics:
         for tag, what, style in (("train/grad_norm_recon", "reconstruction", "-"),
                                  ("train/grad_norm_critic", "critic", ":"),
                                  ("train/grad_norm_adversarial", "adversarial", "--")):
@@ -252,14 +266,20 @@ def main(argv):
     for name in model_names():
         config = experiment_config(name)
         workdir = os.path.join(FLAGS.workdir, name)
+        timing = os.path.join(workdir, "wall_seconds.json")
         start = time.time()
         try:
             result = loop.train_and_evaluate(config, workdir, verbose=0)
-            result["test"] = test_split_metrics(config, workdir)
+            seconds[name] = time.time() - start
+            result.update(held_out_metrics(config, workdir))
         except (config_lib.ConfigError, DataError) as e:
             print(f"reproduce_paper: error: {e}", file=sys.stderr)
             sys.exit(2)
-        seconds[name] = time.time() - start
+        if os.path.exists(timing) and seconds[name] < 0.2 * json.load(open(timing))["seconds"]:
+            seconds[name] = json.load(open(timing))["seconds"]  # Finished earlier; nothing trained now.
+        else:
+            with open(timing, "w") as f:
+                json.dump({"seconds": seconds[name], "steps": result["step"]}, f)
         results[name] = result
         curves[name] = read_scalars(os.path.join(workdir, "tensorboard"))
     plot(curves, FLAGS.out)

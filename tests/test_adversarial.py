@@ -156,8 +156,9 @@ def test_critic_weights_within_clip_after_every_critic_step(tf):
     max_abs = lambda: max(float(np.max(np.abs(v.numpy()))) for v in variables)
     assert max_abs() > c  # Initial weights exceed c, so the check below is not vacuous.
     x, mask = batch(tf, lengths=[7, 5, 3, 7])
+    critic_step = tf.function(trainer.critic_step)
     for k in range(3):
-        trainer.critic_step(x, mask, seed_of(tf, k))
+        critic_step(x, mask, seed_of(tf, k))
         assert max_abs() <= c
     xs, masks = tf.stack([x] * 5), tf.stack([mask] * 5)
     step = tf.function(trainer.train_step)
@@ -251,20 +252,22 @@ def test_w_hat_is_zero_for_identical_prior_and_posterior_and_grows_apart(tf):
     out.bias.assign(tf.zeros_like(out.bias))                            # prior raw scale 0
     x, mask = batch(tf, b=64, t=6, seed=1)
 
+    critic_step = tf.function(trainer.critic_step)
+
     def estimate(steps):
         for k in range(steps):
-            trainer.critic_step(x, mask, seed_of(tf, 100 + k))
+            critic_step(x, mask, seed_of(tf, 100 + k))
         z_p, z_q = trainer.latent_pairs(x, seed_of(tf, 999))
         d_p, d_q = trainer.critic(z_p, mask).numpy(), trainer.critic(z_q, mask).numpy()
         w = d_p.mean() - d_q.mean()
         se = math.sqrt(d_p.var() / len(d_p) + d_q.var() / len(d_q))
         return w, se
 
-    w0, se0 = estimate(40)
+    w0, se0 = estimate(30)
     assert abs(w0) < 4 * se0
     bias = net.cell.posterior_out.bias
     bias.assign(tf.concat([tf.ones([z]) * 1.5, tf.zeros([z])], axis=0))  # q's mean moved by 1.5
-    w1, se1 = estimate(40)
+    w1, se1 = estimate(30)
     assert w1 > 4 * se1 and w1 > 5 * abs(w0)
 
 

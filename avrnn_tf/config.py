@@ -1,10 +1,11 @@
 """The configuration every `configs/*.py` file starts from, its validation, and its typed views.
 
-A config is an `ml_collections.ConfigDict` with three groups:
+A config is an `ml_collections.ConfigDict` with these groups:
 
   model  the network (kind, emission and sizes): becomes a frozen `models.ModelSpec`;
   data   where frames come from and how they are cut and batched;
-  train  optimisation, and how often to log, evaluate, write audio and checkpoint.
+  train  optimisation, and how often to log, evaluate, write audio and checkpoint;
+  adversarial  the A-VRNN phases (used when train.algorithm = "avrnn").
 
 Config files call `base_config()`, change what they need and return it from `get_config(arg)`.
 `validate(config)` checks every field's type and range and names each bad field in one
@@ -17,9 +18,11 @@ import math
 import ml_collections
 
 from avrnn_tf import models
+from avrnn_tf.adversarial import CRITICS
 from avrnn_tf.heads import EMISSIONS
 
 OPTIMIZERS = ("adam", "rmsprop")
+ALGORITHMS = ("elbo", "avrnn")
 DATA_FORMATS = ("auto", "synthetic", "wav_dir", "pianoroll")
 
 
@@ -81,6 +84,23 @@ def base_config():
         num_final_samples=4,    # WAVs written to <workdir>/samples at the end
         max_nonfinite_steps=20,  # stop after this many consecutive non-finite steps
         deterministic=False,    # TF op determinism: bitwise-reproducible (slower) runs
+        algorithm="elbo",       # elbo | avrnn (the adversarial phases; settings in `adversarial`)
+    ))
+    # A-VRNN (train.algorithm = "avrnn"; Huang & Xiao, Algorithms 1-2). The reconstruction phase
+    # uses train.optimizer / train.learning_rate / train.clip_norm; train.kl_weight is not used.
+    c.adversarial = ml_collections.ConfigDict(dict(
+        critic="wgan",          # wgan (weight clipping) | wgan_gp (gradient penalty) | gan (JS)
+        critic_lstm_units=128,  # paper: one LSTM layer, state 128
+        critic_dense_units=100, # paper: two fully connected layers of 100
+        critic_dense_layers=2,
+        n_critic=1,             # critic steps per iteration (Algorithm 2: 1)
+        clip_value=0.01,        # c: critic weights clipped to [-c, c] (wgan only; WGAN: 0.01)
+        gp_weight=10.0,         # gradient-penalty weight (wgan_gp only; WGAN-GP: 10)
+        critic_learning_rate=5e-5,       # RMSProp (WGAN's 5e-5)
+        adversarial_learning_rate=5e-5,  # RMSProp on prior + posterior
+        kl_weight=0.0,          # KL weight in the reconstruction phase (0 = paper; >0 = hybrid)
+        separate_batches=True,  # a fresh batch per phase (paper) or one shared batch
+        regularize=True,        # False skips the critic and adversarial phases (ablation)
     ))
     return c
 
@@ -177,6 +197,19 @@ _CHECKS = {
     "train.num_final_samples": (int, lambda v: v >= 0, "an integer >= 0"),
     "train.max_nonfinite_steps": (int, lambda v: v >= 1, "an integer >= 1"),
     "train.deterministic": (bool, None, "true or false"),
+    "train.algorithm": (str, lambda v: v in ALGORITHMS, f"one of {ALGORITHMS}"),
+    "adversarial.critic": (str, lambda v: v in CRITICS, f"one of {CRITICS}"),
+    "adversarial.critic_lstm_units": (int, lambda v: v >= 1, "an integer >= 1"),
+    "adversarial.critic_dense_units": (int, lambda v: v >= 1, "an integer >= 1"),
+    "adversarial.critic_dense_layers": (int, lambda v: v >= 0, "an integer >= 0"),
+    "adversarial.n_critic": (int, lambda v: v >= 1, "an integer >= 1"),
+    "adversarial.clip_value": (float, lambda v: v > 0, "a float > 0"),
+    "adversarial.gp_weight": (float, lambda v: v >= 0, "a float >= 0"),
+    "adversarial.critic_learning_rate": (float, lambda v: 0 < v < 10, "a float in (0, 10)"),
+    "adversarial.adversarial_learning_rate": (float, lambda v: 0 < v < 10, "a float in (0, 10)"),
+    "adversarial.kl_weight": (float, lambda v: v >= 0, "a float >= 0"),
+    "adversarial.separate_batches": (bool, None, "true or false"),
+    "adversarial.regularize": (bool, None, "true or false"),
 }
 
 

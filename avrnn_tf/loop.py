@@ -59,6 +59,8 @@ def make_optimizer(train):
 def build_trainer(config, network):
     """The compiled training algorithm a config asks for, its optimizer(s) built."""
     t = config.train
+    if t.algorithm == "avrnn":
+        return build_avrnn_trainer(config, network)
     trainer = training.ELBOTrainer(network, seed=t.seed, clip_norm=t.clip_norm,
                                    kl_weight=t.kl_weight, **config_lib.trainer_options(t))
     trainer.compile(optimizer=make_optimizer(t))
@@ -74,6 +76,40 @@ def emission_bias_for(config, corpus):
         return pianoroll.mean_logits([pipeline.frame(v, config.data.frame_size)
                                       for _, v in corpus.train])
     return None
+
+
+def build_avrnn_trainer(config, network):
+    """`training.AVRNNTrainer` with its critic and three optimizers (RMSProp for critic and
+    adversarial phases; the reconstruction phase's `train.optimizer` is the compiled one, so its
+    `iterations` is the global step)."""
+    from avrnn_tf import adversarial
+
+    t, a = config.train, config.adversarial
+    if not network.z_dim:
+        raise config_lib.ConfigError(
+            f"config.train.algorithm = 'avrnn' needs a latent model: config.model.kind = "
+            f"{config.model.kind!r} has no latent (use 'vrnn', or 'storn' for a fixed prior)")
+    critic = adversarial.Critic(a.critic_lstm_units, a.critic_dense_units, a.critic_dense_layers,
+                                name="critic")
+    critic.build_for(network.z_dim)
+    trainer = training.AVRNNTrainer(
+        network, critic, seed=t.seed, clip_norm=t.clip_norm, kl_weight=a.kl_weight,
+        critic_type=a.critic, n_critic=a.n_critic, clip_value=a.clip_value,
+        gp_weight=a.gp_weight, separate_batches=a.separate_batches, regularize=a.regularize)
+    trainer.compile(optimizer=make_optimizer(t))
+    trainer.optimizer.build(trainer.recon_variables)
+    trainer.set_phase_optimizers(keras.optimizers.RMSprop(a.critic_learning_rate),
+                                 keras.optimizers.RMSprop(a.adversarial_learning_rate))
+    return trainer
+
+
+def train_dataset(config, trainer, x, mask, start_step):
+    """The training batches `trainer` reads, one element per global step from `start_step`."""
+    d, t = config.data, config.train
+    phases = getattr(trainer, "num_batches_per_step", 1)
+    if getattr(trainer, "separate_batches", False) and phases > 1:
+        return pipeline.phase_train_dataset(x, mask, d.batch_size, t.seed, start_step, phases)
+    return pipeline.train_dataset(x, mask, d.batch_size, t.seed, start_step)
 
 
 class Run:
@@ -330,7 +366,7 @@ def _train(run, verbose):
         total_rounds = math.ceil(t.steps / t.eval_every)
         while step < t.steps and not run.interrupted:
             n = min(t.eval_every - step % t.eval_every, t.steps - step)
-            ds = pipeline.train_dataset(run.x, run.mask, config.data.batch_size, t.seed, step)
+            ds = train_dataset(config, run.trainer, run.x, run.mask, step)
             run.trainer.fit(ds, epochs=step // t.eval_every + 1, initial_epoch=step // t.eval_every,
                             steps_per_epoch=n, callbacks=[callback], verbose=verbose, shuffle=False)
             step = run.step

@@ -29,6 +29,7 @@ run when `nonfinite_streak` reaches its limit.
 import keras
 import tensorflow as tf
 
+from avrnn_tf import adversarial
 from avrnn_tf import bounds
 
 EVAL_FOLD = -1  # Folded into the seed for evaluation noise (training folds in the step >= 0).
@@ -149,7 +150,8 @@ class ELBOTrainer(keras.Model):
             weight = tf.cast(finite, frames.dtype)
             b = {k: tf.where(finite, v, tf.zeros_like(v)) for k, v in b.items()}
             frames = frames * weight
-            grad_norm = tf.where(finite, grad_norm, tf.zeros_like(grad_norm))
+            if grad_norm is not None:
+                grad_norm = tf.where(finite, grad_norm, tf.zeros_like(grad_norm))
         sequences = tf.reduce_sum(tf.cast(b["num_frames"] > 0, frames.dtype))
         per_frame = lambda v: tf.reduce_sum(v) / tf.maximum(frames, 1.0)
         t = self._trackers
@@ -184,3 +186,242 @@ class ELBOTrainer(keras.Model):
         x, mask = data
         self._update_metrics(self.bound_terms(x, mask, step_seed(self.seed, EVAL_FOLD)))
         return {m.name: m.result() for m in self.metrics if m.name not in ("grad_norm", "kl_weight")}
+
+
+# ------------------------------------------------------------------------------------------
+# A-VRNN (Huang & Xiao, Algorithms 1 and 2; signs as fixed in DESIGN.md section 4)
+
+AVRNN_PHASE_METRICS = ("recon_per_frame", "grad_norm_recon")
+AVRNN_CRITIC_METRICS = ("critic_loss", "adversarial_loss", "wasserstein_estimate",
+                        "critic_weight_max_abs", "grad_norm_critic", "grad_norm_adversarial")
+_ADVERSARIAL_FOLD = 1_000_003  # Folded into the step seed for the adversarial phase's noise.
+
+
+def avrnn_variable_groups(network):
+    """The paper's parameter sets of a latent `SequenceNetwork`, as lists of its variables.
+
+    Returns a dict with keys
+      "rnn"       theta: the LSTM (gate_x, recurrent_kernel, z_kernel)
+      "features"  phi_x and phi_z (the data and latent encoders)
+      "emission"  EM (phi in the paper)
+      "posterior" PS (tau): posterior_x, posterior_hidden, posterior_out
+      "prior"     TR (omega); empty for STORN's fixed N(0, I)
+    Every trainable variable of the network is in exactly one group. One caveat, from the
+    foundation's fused matmul (cells.py): `recurrent_kernel` [H, 4H + M] holds the LSTM's recurrent
+    weights in its first 4H columns and the h_{t-1} part of the posterior's first layer in its last
+    M columns. It is listed under "rnn"; `posterior_columns_mask` says which columns are PS's.
+    """
+    cell = network.cell
+    of = lambda layers: [v for layer in layers for v in layer.trainable_variables]
+    groups = {
+        "rnn": of([network.gate_x]) + [cell.recurrent_kernel, cell.z_kernel],
+        "features": of(network.phi_x) + of(cell.phi_z),
+        "emission": of([network.emission_net]),
+        "posterior": of([network.posterior_x]) + of(cell.posterior_hidden) + of([cell.posterior_out]),
+        "prior": of([network.prior_net]) if network.prior_net is not None else [],
+    }
+    return groups
+
+
+def posterior_columns_mask(network):
+    """[1, 4H + M] float mask: 1 on the columns of `recurrent_kernel` that belong to the posterior."""
+    four_h = 4 * network.cell.h_dim
+    return tf.concat([tf.zeros([1, four_h]), tf.ones([1, network.cell.mlp_units])], axis=1)
+
+
+def _in_order(variables, chosen):
+    """`variables` filtered to those in `chosen`, keeping the order of `variables`."""
+    keep = {id(v) for v in chosen}
+    return [v for v in variables if id(v) in keep]
+
+
+class AVRNNTrainer(ELBOTrainer):
+    """A-VRNN: one `train_step` = reconstruction phase, n_critic critic steps, adversarial step.
+
+    Phases (Algorithm 1 and 2 of Huang & Xiao; DESIGN.md section 4):
+      1. reconstruction: minimise (-sum_t log p(x_t | z~_t, h_{t-1}) + kl_weight * sum_t KL_t) per
+         frame over the RNN, phi_x, phi_z, emission and posterior (plus the prior when
+         kl_weight > 0: the "hybrid" A-VRNN+KL, which at kl_weight 1 is exactly the ELBO step);
+         the compiled `optimizer`, whose `iterations` is the global step.
+      2. critic (n_critic times): run the recurrence driven by posterior samples z~_t, draw prior
+         samples z_t ~ p(z_t | h_{t-1}) from the same h_{t-1}, minimise the critic loss over the
+         critic only (`critic_optimizer`), then clip every critic weight to [-c, c] ("wgan").
+      3. adversarial: fresh samples as in 2, minimise the adversarial loss over the prior and the
+         posterior only (`adversarial_optimizer`). For the posterior's first-layer weights that
+         live inside the fused `recurrent_kernel`, the gradient of the LSTM's columns is zeroed,
+         so RMSProp leaves them exactly unchanged.
+    Each phase may read its own batch: with `separate_batches` a batch is (x [P, B, T, D],
+    mask [P, B, T]) with P = n_critic + 2 (reconstruction, each critic step, adversarial);
+    otherwise (x [B, T, D], mask [B, T]) shared by all phases.
+
+    Noise: the reconstruction phase draws exactly the noise `ELBOTrainer` draws at the same step;
+    critic step k and the adversarial phase fold k + 1 and a fixed constant into that seed.
+
+    Args:
+      network: a built latent `SequenceNetwork` ("vrnn", or "storn" for a fixed prior).
+      critic: an `adversarial.Critic` (built with `build_for(z_dim)`).
+      seed, clip_norm: as `ELBOTrainer`; clip_norm applies to the reconstruction and adversarial
+        gradients (the critic is constrained by clipping or the penalty instead).
+      kl_weight: KL weight in the reconstruction phase (paper: 0).
+      critic_type: "wgan" (clipping), "wgan_gp" (gradient penalty) or "gan" (JS discriminator).
+      n_critic: critic steps per iteration (paper: 1).
+      clip_value: c of the weight clipping (WGAN: 0.01); used by "wgan" only.
+      gp_weight: lambda of the gradient penalty (WGAN-GP: 10); used by "wgan_gp" only.
+      separate_batches: whether batches hold one batch per phase (see above).
+      regularize: False skips phases 2 and 3 (reconstruction only; for ablations and tests).
+    """
+
+    def __init__(self, network, critic, seed=0, clip_norm=10.0, kl_weight=0.0, critic_type="wgan",
+                 n_critic=1, clip_value=0.01, gp_weight=10.0, separate_batches=True,
+                 regularize=True, **kwargs):
+        super().__init__(network, seed=seed, clip_norm=clip_norm, kl_weight=kl_weight, **kwargs)
+        if not network.z_dim:
+            raise ValueError("A-VRNN needs a latent model (kind 'vrnn' or 'storn'), not 'rnn'")
+        if critic_type not in adversarial.CRITICS:
+            raise ValueError(f"critic type {critic_type!r} is not one of {adversarial.CRITICS}")
+        self.critic = critic
+        self.critic_type = critic_type
+        self.n_critic = int(n_critic)
+        self.clip_value = float(clip_value)
+        self.gp_weight = float(gp_weight)
+        self.separate_batches = bool(separate_batches)
+        self.regularize = bool(regularize)
+        self.critic_optimizer = None
+        self.adversarial_optimizer = None
+
+        groups = avrnn_variable_groups(network)
+        every = network.trainable_variables
+        recon = groups["rnn"] + groups["features"] + groups["emission"] + groups["posterior"]
+        if self.kl_weight > 0:
+            recon = recon + groups["prior"]
+        self.recon_variables = _in_order(every, recon)
+        adv = _in_order(every, groups["prior"] + groups["posterior"])
+        self.adversarial_variables = adv + [network.cell.recurrent_kernel]
+        self._adversarial_masks = [None] * len(adv) + [posterior_columns_mask(network)]
+
+        del self._trackers["grad_norm"]  # Replaced by the per-phase gradient norms.
+        names = list(AVRNN_PHASE_METRICS)
+        if self.regularize:
+            names += AVRNN_CRITIC_METRICS
+            if critic_type == "wgan_gp":
+                names.append("gradient_penalty")
+        self._trackers.update({name: keras.metrics.Mean(name=name) for name in names})
+
+    @property
+    def num_batches_per_step(self):
+        """P: how many batches one step reads when `separate_batches` is on."""
+        return self.n_critic + 2 if self.regularize else 1
+
+    def set_phase_optimizers(self, critic_optimizer, adversarial_optimizer):
+        """Attaches (and builds) the critic's and the adversarial phase's optimizers."""
+        self.critic_optimizer = critic_optimizer
+        self.adversarial_optimizer = adversarial_optimizer
+        critic_optimizer.build(self.critic.trainable_variables)
+        adversarial_optimizer.build(self.adversarial_variables)
+
+    # ------------------------------------------------------------------------------ phases
+    def latent_pairs(self, x, seed):
+        """(z_prior, z_posterior), each [B, T, Z], along one posterior-driven trajectory.
+
+        z~_t = mu_z + sigma_z * eps_t drives the recurrence; z_t = mu_0 + sigma_0 * eps'_t is drawn
+        from the prior at the same h_{t-1}, with independent noise eps'.
+        """
+        q_seed, p_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        out = self.network.trajectory(x, self.noise(x, q_seed))
+        eps = tf.random.stateless_normal(tf.shape(out["z"]), seed=p_seed)
+        return out["prior_loc"] + out["prior_scale"] * eps, out["z"]
+
+    def reconstruction_step(self, x, mask, seed):
+        """Phase 1. Returns (bound pieces as `bounds.elbo`, gradient norm before clipping, whether
+        the step was finite and applied)."""
+        variables = self.recon_variables
+        with tf.GradientTape() as tape:
+            b = self.bound_terms(x, mask, seed)
+            loss = -tf.reduce_sum(b["objective"]) / tf.maximum(tf.reduce_sum(b["num_frames"]), 1.0)
+        finite, norm = apply_if_finite(self.optimizer, loss, tape.gradient(loss, variables),
+                                       variables, self.clip_norm)
+        return b, norm, finite
+
+    def critic_step(self, x, mask, seed):
+        """Phase 2, one step (update, then clip for "wgan"). Returns a dict of scalars."""
+        z_prior, z_post = self.latent_pairs(x, seed)
+        variables = self.critic.trainable_variables
+        penalty = tf.constant(0.0)
+        with tf.GradientTape() as tape:
+            d_prior, d_post = self.critic(z_prior, mask), self.critic(z_post, mask)
+            if self.critic_type == "gan":
+                loss = adversarial.gan_critic_loss(d_prior, d_post)
+            else:
+                loss = adversarial.critic_loss(d_prior, d_post)
+            if self.critic_type == "wgan_gp":
+                gp_seed = tf.random.experimental.stateless_fold_in(seed, 7)
+                penalty = adversarial.gradient_penalty(self.critic, z_prior, z_post, mask, gp_seed)
+                loss = loss + self.gp_weight * penalty
+        finite, norm = apply_if_finite(self.critic_optimizer, loss, tape.gradient(loss, variables),
+                                       variables, clip_norm=0.0)
+        if self.critic_type == "wgan":
+            adversarial.clip_weights(variables, self.clip_value)
+        return {"critic_loss": loss, "gradient_penalty": penalty, "grad_norm_critic": norm,
+                "wasserstein_estimate": adversarial.wasserstein_estimate(d_prior, d_post),
+                "finite": finite}
+
+    def adversarial_step(self, x, mask, seed):
+        """Phase 3. Returns (adversarial loss, gradient norm before clipping, finite)."""
+        variables = self.adversarial_variables
+        with tf.GradientTape() as tape:
+            z_prior, z_post = self.latent_pairs(x, seed)
+            d_prior, d_post = self.critic(z_prior, mask), self.critic(z_post, mask)
+            if self.critic_type == "gan":
+                loss = adversarial.gan_adversarial_loss(d_prior, d_post)
+            else:
+                loss = adversarial.adversarial_loss(d_prior, d_post)
+        grads = tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        grads = [g if m is None else g * m for g, m in zip(grads, self._adversarial_masks)]
+        finite, norm = apply_if_finite(self.adversarial_optimizer, loss, grads, variables,
+                                       self.clip_norm)
+        return loss, norm, finite
+
+    # --------------------------------------------------------------------------- the step
+    def train_step(self, data):
+        self.trace_count += 1
+        x, mask = data
+        if self.separate_batches and self.regularize:
+            batch = lambda p: (x[p], mask[p])
+        else:
+            batch = lambda p: (x, mask)
+        seed = step_seed(self.seed, self.optimizer.iterations)
+        b, norm, finite = self.reconstruction_step(*batch(0), seed)
+        self._update_metrics(b, finite=finite)
+        t = self._trackers
+
+        def update(name, value, ok):  # A non-finite phase's values stay out of the averages.
+            t[name].update_state(tf.where(ok, value, tf.zeros_like(value)),
+                                 sample_weight=tf.cast(ok, tf.float32))
+
+        frames = tf.reduce_sum(b["num_frames"])
+        update("recon_per_frame", -tf.reduce_sum(b["log_px"]) / tf.maximum(frames, 1.0), finite)
+        update("grad_norm_recon", norm, finite)
+        all_finite = finite
+        if self.regularize:
+            for k in range(self.n_critic):
+                c = self.critic_step(*batch(1 + k), tf.random.experimental.stateless_fold_in(seed, 1 + k))
+                all_finite = all_finite & c["finite"]
+            for name in ("critic_loss", "wasserstein_estimate", "grad_norm_critic"):
+                update(name, c[name], c["finite"])
+            if "gradient_penalty" in t:
+                update("gradient_penalty", c["gradient_penalty"], c["finite"])
+            t["critic_weight_max_abs"].update_state(
+                adversarial.max_abs_weight(self.critic.trainable_variables))
+            adv_seed = tf.random.experimental.stateless_fold_in(seed, _ADVERSARIAL_FOLD)
+            loss, adv_norm, adv_finite = self.adversarial_step(*batch(self.n_critic + 1), adv_seed)
+            update("adversarial_loss", loss, adv_finite)
+            update("grad_norm_adversarial", adv_norm, adv_finite)
+            all_finite = all_finite & adv_finite
+        return {**{m.name: m.result() for m in self.metrics}, **self.count_finite(all_finite)}
+
+    def test_step(self, data):
+        """Held-out ELBO metrics only (the same names as `ELBOTrainer.test_step`)."""
+        x, mask = data
+        self._update_metrics(self.bound_terms(x, mask, step_seed(self.seed, EVAL_FOLD)))
+        keep = ("loss", "elbo_per_frame", "elbo_per_sequence", "log_px_per_frame", "kl_per_frame")
+        return {m.name: m.result() for m in self.metrics if m.name in keep}

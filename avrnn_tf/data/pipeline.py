@@ -164,6 +164,24 @@ def train_dataset(x, mask, batch_size, seed, start_step):
     return ds.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(2)
 
 
+def phase_train_dataset(x, mask, batch_size, seed, start_step, num_phases):
+    """Like `train_dataset`, but each global step s yields `num_phases` distinct batches stacked:
+    (x [P, B, T, D], mask [P, B, T]), phase p holding batch number s * P + p of the step-indexed
+    batch sequence. Used by A-VRNN, which draws a fresh batch for each phase (Algorithms 1-2);
+    resuming at step s again sees exactly the batches an uninterrupted run would.
+    """
+    x, mask = tf.constant(x), tf.constant(mask)
+    n = int(x.shape[0])
+
+    def batches(step):
+        idx = tf.stack([batch_indices(step * num_phases + p, n, batch_size, seed)
+                        for p in range(num_phases)])
+        return tf.gather(x, idx), tf.gather(mask, idx)
+
+    ds = tf.data.Dataset.range(start_step, np.iinfo(np.int64).max // num_phases)
+    return ds.map(batches, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(2)
+
+
 def eval_batches(utterances, standardizer, frame_size, batch_size, max_utterances=0):
     """Whole utterances in padded batches: a list of (x [B, T_b, D], mask [B, T_b]) numpy pairs.
 

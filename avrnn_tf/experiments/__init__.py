@@ -1,1 +1,1 @@
-"""Experiment programs built on the package (comparisons across the model family)."""
+"""Experiment programs: the paper reproduction and the comparison across the model family."""

@@ -32,7 +32,7 @@ for the same seed exactly. IWAE-K draws its K trajectories from fold_in([k, 7], 
 
 Arguments are checked inside the graph (tf.debugging asserts under control dependencies), so a
 bad value raises `tf.errors.InvalidArgumentError` whose message starts with "<function>: <arg>",
-e.g. "sample: num_frames must be in [1, 1048576]", before any work is done.
+e.g. "sample: num_frames must be an integer from 1 to 1048576", before any work is done.
 
 With --serving_version the SavedModel goes to <export_dir>/<version>/, the layout TensorFlow
 Serving watches ("auto" picks one more than the largest existing version number).
@@ -70,7 +70,7 @@ class ExportError(ValueError):
 def _check_count(fn, name, value, upper):
     return tf.debugging.assert_equal(
         tf.logical_and(value >= 1, value <= upper), True,
-        message=f"{fn}: {name} must be in [1, {upper}]")
+        message=f"{fn}: {name} must be an integer from 1 to {upper}")
 
 
 def _check_elements(fn, names, *factors):
@@ -86,7 +86,7 @@ def _check_temperature(fn, temperature):
     ok = tf.logical_and(tf.math.is_finite(temperature),
                         tf.logical_and(temperature >= 0.0, temperature <= MAX_TEMPERATURE))
     return tf.debugging.assert_equal(
-        ok, True, message=f"{fn}: temperature must be in [0, {MAX_TEMPERATURE}]")
+        ok, True, message=f"{fn}: temperature must be a number from 0 to {MAX_TEMPERATURE:g}")
 
 
 def _check_frames(fn, name, frames):
@@ -104,7 +104,7 @@ def _check_mask(fn, frames, mask):
         tf.debugging.assert_equal(tf.shape(mask), tf.shape(frames)[:2],
                                   message=f"{fn}: mask must have shape frames.shape[:2]"),
         tf.debugging.assert_equal(tf.reduce_all((mask >= 0.0) & (mask <= 1.0)), True,
-                                  message=f"{fn}: mask values must be in [0, 1]"),
+                                  message=f"{fn}: mask values must be from 0 to 1"),
     ]
 
 
@@ -212,7 +212,7 @@ class Generator(tf.Module):
                   _check_count("sample_chunk", "num_frames", num_frames, MAX_FRAMES),
                   tf.debugging.assert_equal(
                       tf.logical_and(start_frame >= 0, start_frame <= MAX_FRAMES), True,
-                      message=f"sample_chunk: start_frame must be in [0, {MAX_FRAMES}]"),
+                      message=f"sample_chunk: start_frame must be an integer from 0 to {MAX_FRAMES}"),
                   _check_elements("sample_chunk", "state.shape[0] * num_frames * frame_size",
                                   n, num_frames, self.network.spec.x_dim),
                   tf.debugging.assert_equal(tf.reduce_all(tf.math.is_finite(state)), True,

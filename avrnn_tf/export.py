@@ -320,16 +320,43 @@ def find_checkpoint(workdir, checkpoint=""):
                       f"(available: {', '.join(available) or 'none'})")
 
 
+def _verify_restored(network, path):
+    """Raises ExportError unless every network variable now equals some tensor of the checkpoint.
+
+    A restore can succeed while matching nothing for a variable (e.g. layers a Keras 3 layer holds
+    in a Python list are not checkpoint children of the model; the training checkpoint reaches them
+    only through the optimizer's variable list), and a freshly initialised weight never equals a
+    saved one exactly, so this catches a silent partial restore.
+    """
+    import numpy as np
+
+    reader = tf.train.load_checkpoint(path)
+    by_shape = {}
+    for key, shape in reader.get_variable_to_shape_map().items():
+        by_shape.setdefault(tuple(shape), []).append(key)
+    missing = []
+    for v in network.variables:
+        value = v.numpy()
+        if not any(np.array_equal(value, reader.get_tensor(k))
+                   for k in by_shape.get(tuple(value.shape), [])):
+            missing.append(v.path)
+    if missing:
+        raise ExportError(f"{path}: restoring left {len(missing)} weight(s) of the network at their "
+                          f"initial values, e.g. {missing[:3]}")
+
+
 def load_network(workdir, checkpoint=""):
     """Rebuilds the network of a workdir and restores its weights.
 
-    Only the `model.network` path of the training checkpoint is restored (optimizer slots and any
-    other trainer state, e.g. an A-VRNN critic, are left out), so every trainer that keeps its
-    network at `.network` exports the same way. Returns (network, config, stats, checkpoint path).
+    The trainer is rebuilt with `loop.build_trainer` and restored through the same
+    `tf.train.Checkpoint(model=trainer, optimizer=trainer.optimizer)` the training loop writes
+    (`expect_partial`: state the export does not need may stay unread), then every network
+    weight is checked against the checkpoint's tensors. Returns (network, config, stats, path).
     """
     import ml_collections
 
     from avrnn_tf import config as config_lib
+    from avrnn_tf import loop
     from avrnn_tf import models
 
     config_path = os.path.join(workdir, "config.json")
@@ -345,13 +372,15 @@ def load_network(workdir, checkpoint=""):
             raise ExportError(f"{stats_path}: has no field {key!r}")
     path = find_checkpoint(workdir, checkpoint)
     network = models.create_network(config_lib.model_spec(config, int(stats["frame_size"])))
-    status = tf.train.Checkpoint(model=tf.train.Checkpoint(network=network)).restore(path)
+    trainer = loop.build_trainer(config, network)
+    status = tf.train.Checkpoint(model=trainer, optimizer=trainer.optimizer).restore(path)
     try:
         status.expect_partial()
         status.assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.OpError) as e:
         raise ExportError(f"{path}: does not hold this config's network "
                           f"({str(e).splitlines()[0]})") from None
+    _verify_restored(network, path)
     return network, config, stats, path
 
 

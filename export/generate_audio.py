@@ -244,6 +244,8 @@ def parse_args(argv):
         raise UsageError(f"--temperature={args.temperature}: expected a number from 0 to 10")
     if not (math.isfinite(args.chunk_seconds) and args.chunk_seconds > 0):
         raise UsageError(f"--chunk_seconds={args.chunk_seconds}: expected seconds > 0")
+    if args.prefix_wav and not os.path.isfile(args.prefix_wav):
+        raise UsageError(f"--prefix_wav={args.prefix_wav}: no such file")
     if not os.path.isfile(os.path.join(args.saved_model, "saved_model.pb")):
         raise UsageError(f"--saved_model={args.saved_model}: no saved_model.pb there (for a "
                          "TensorFlow Serving layout, point at the numbered version directory)")

@@ -140,6 +140,10 @@ class Generator(tf.Module):
     def __init__(self, network, metadata):
         super().__init__(name="avrnn_generator")
         self.network = network
+        # The tf.Variables under the Keras 3 variables, tracked here so the SavedModel's restore op
+        # covers them: without this the TF2 loader works but the session-based loader (TensorFlow
+        # Serving, saved_model_cli run) reports "Could not find variable ...".
+        self.tf_variables = [v.value for v in network.variables]
         spec = network.spec
         d, self.h_dim = spec.x_dim, spec.h_dim
         self._mean = float(metadata["mean"])

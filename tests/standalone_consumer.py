@@ -136,6 +136,15 @@ def check_model(kind, path, out_dir):
     ]:
         expect_error(call, text)
 
+    # The session-based loader TensorFlow Serving uses (as saved_model_cli run): same samples.
+    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+        graph = tf.compat.v1.saved_model.load(sess, ["serve"], path)
+        signature = graph.signature_def["sample"]
+        feeds = {signature.inputs[k].name: v for k, v in
+                 dict(num_sequences=N, num_frames=T, seed=SEED, temperature=1.0).items()}
+        served = sess.run(signature.outputs["frames"].name, feed_dict=feeds)
+    np.testing.assert_allclose(served, frames, atol=1e-5)
+
     np.savez(os.path.join(out_dir, f"{kind}.npz"), frames=frames, x=x, mask=mask,
              **{f"score_{k}": v for k, v in s.items()})
 

@@ -31,7 +31,7 @@ noise `ELBOTrainer.bound_terms(x, mask, [k, 7])` draws, so `score` equals the tr
 for the same seed exactly. IWAE-K draws its K trajectories from fold_in([k, 7], 1).
 
 Arguments are checked inside the graph (tf.debugging asserts under control dependencies), so a
-bad value raises `tf.errors.InvalidArgumentError` whose message starts with "<function>: <arg>",
+bad value raises `tf.errors.InvalidArgumentError` whose message contains "<function>: <arg> ...",
 e.g. "sample: num_frames must be an integer from 1 to 1048576", before any work is done.
 
 With --serving_version the SavedModel goes to <export_dir>/<version>/, the layout TensorFlow
@@ -435,13 +435,20 @@ def export(workdir, export_dir, checkpoint="", serving_version="", overwrite=Fal
 
 # ---------------------------------------------------------------------------------- CLI
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "A workdir written by avrnn-train.")
-flags.DEFINE_string("export_dir", None, "Where to write the SavedModel.")
-flags.DEFINE_string("checkpoint", "", "Checkpoint to export: '' = latest, 'ckpt-N', 'N' or a path.")
-flags.DEFINE_string("serving_version", "",
-                    "'' = write the SavedModel into export_dir; an integer N or 'auto' = write "
-                    "TensorFlow Serving's layout export_dir/N/ ('auto': one more than the largest).")
-flags.DEFINE_bool("overwrite", False, "Replace an existing non-empty export directory.")
+
+
+def define_flags():
+    """The CLI's flags, defined only when the program runs (importing this module for its
+    functions must not claim flag names such as --workdir in the global FLAGS)."""
+    flags.DEFINE_string("workdir", None, "A workdir written by avrnn-train.")
+    flags.DEFINE_string("export_dir", None, "Where to write the SavedModel.")
+    flags.DEFINE_string("checkpoint", "",
+                        "Checkpoint to export: '' = latest, 'ckpt-N', 'N' or a path.")
+    flags.DEFINE_string("serving_version", "",
+                        "'' = write the SavedModel into export_dir; an integer N or 'auto' = write "
+                        "TensorFlow Serving's layout export_dir/N/ ('auto': one more than the "
+                        "largest existing N).")
+    flags.DEFINE_bool("overwrite", False, "Replace an existing non-empty export directory.")
 
 
 def fail(message):
@@ -475,6 +482,7 @@ def parse_flags(argv):
 
 def run():
     """Console-script entry point."""
+    define_flags()
     app.run(main, flags_parser=parse_flags)
 
 

@@ -209,7 +209,7 @@ class SequenceNetwork(keras.layers.Layer):
 
         Continuation and chunking (used by export.py): `initial_state` (h, c), each [N, H],
         starts the chain from a given LSTM state (e.g. `final_state` after a recorded prefix)
-        instead of zeros; `start_step` numbers the first generated frame, so its noise is the
+        instead of zeros (num_sequences is then ignored); `start_step` numbers the first generated frame, so its noise is the
         seed folded with start_step. Sampling T1 frames and then T2 more from the returned state
         with start_step=T1 therefore gives exactly the frames of one call with T1 + T2.
         With `return_state`, returns (frames, (h, c)) with the state after the last frame.

@@ -224,21 +224,33 @@ class SequenceNetwork(keras.layers.Layer):
         return dists
 
     # ------------------------------------------------------------------------- generation
-    def sample(self, num_sequences, num_frames, seed, temperature=1.0):
+    def sample(self, num_sequences, num_frames, seed, temperature=1.0, initial_state=None,
+               start_step=0, return_state=False):
         """Generates frames [N, T, D] by ancestral sampling from the generative model.
 
         The whole chain prior -> z -> phi_z -> emission -> x -> phi_x -> LSTM runs in one
         tf.while_loop. Randomness is stateless: step t uses seed folded with t, so a given
         (seed [2] int, N, T) always gives the same frames. `temperature` scales the latent noise
         and the emission's spread (Normal/GMM scales; Bernoulli logits are divided by it).
+
+        Continuation and chunking (used by export.py): `initial_state` (h, c), each [N, H],
+        starts the chain from a given LSTM state (e.g. `final_state` after a recorded prefix)
+        instead of zeros (num_sequences is then ignored); `start_step` numbers the first generated frame, so its noise is the
+        seed folded with start_step. Sampling T1 frames and then T2 more from the returned state
+        with start_step=T1 therefore gives exactly the frames of one call with T1 + T2.
+        With `return_state`, returns (frames, (h, c)) with the state after the last frame.
         """
         spec = self.spec
-        n = tf.convert_to_tensor(num_sequences, tf.int32)
         t_total = tf.convert_to_tensor(num_frames, tf.int32)
         seed = tf.convert_to_tensor(seed, tf.int32)
         temperature = tf.convert_to_tensor(temperature, tf.float32)
-        h = tf.zeros([n, spec.h_dim])
-        c = tf.zeros([n, spec.h_dim])
+        if initial_state is None:
+            n = tf.convert_to_tensor(num_sequences, tf.int32)
+            h = tf.zeros([n, spec.h_dim])
+            c = tf.zeros([n, spec.h_dim])
+        else:
+            h, c = initial_state
+        t_start = tf.convert_to_tensor(start_step, tf.int32)
         frames = tf.TensorArray(tf.float32, size=t_total, element_shape=[None, spec.x_dim])
 
         def body(t, h, c, frames):
@@ -255,11 +267,34 @@ class SequenceNetwork(keras.layers.Layer):
             x = self.sample_emission(self.emission_net(emission_input), x_seed, temperature)
             gates = self.gate_x(self.features(x)) + self.cell.recurrent_gates(h, fz)
             h, c = cells.lstm_update(gates, c)
-            return t + 1, h, c, frames.write(t, x)
+            return t + 1, h, c, frames.write(t - t_start, x)
 
-        _, _, _, frames = tf.while_loop(lambda t, *_: t < t_total, body,
-                                        (tf.constant(0), h, c, frames))
-        return tf.transpose(frames.stack(), [1, 0, 2])
+        _, h, c, frames = tf.while_loop(lambda t, *_: t < t_start + t_total, body,
+                                        (t_start, h, c, frames))
+        frames = tf.transpose(frames.stack(), [1, 0, 2])
+        return (frames, (h, c)) if return_state else frames
+
+    def final_state(self, x, noise):
+        """The LSTM state (h_T, c_T), each [B, H], after the posterior-driven recurrence over x.
+
+        x [B, T, D] (T >= 1), noise [B, T, Z] as in `trajectory`: the same cell on the same hoisted
+        inputs, so h_T is what `trajectory` of a longer sequence would report as h_prev at step T.
+        This is the filtering state a continuation starts from (`sample(initial_state=...)`).
+        """
+        fx = self.features(x)
+        inputs = [self.gate_x(fx)]
+        if self.z_dim:
+            inputs += [self.posterior_x(fx), noise]
+        steps = tf.transpose(tf.concat(inputs, axis=-1), [1, 0, 2])  # [T, B, width]
+        h = tf.zeros([tf.shape(x)[0], self.spec.h_dim])
+
+        def body(t, h, c):
+            _, (h, c) = self.cell.call(steps[t], [h, c])
+            return t + 1, h, c
+
+        _, h, c = tf.while_loop(lambda t, *_: t < tf.shape(steps)[0], body,
+                                (tf.constant(0), h, tf.zeros_like(h)))
+        return h, c
 
     def sample_emission(self, params, seed, temperature):
         """Draws x_t [N, D] from the emission at `temperature` with a stateless seed."""

@@ -1,0 +1,490 @@
+"""avrnn-export: a trained workdir -> a SavedModel that plain TensorFlow can sample and score.
+
+  avrnn-export --workdir=DIR --export_dir=OUT [--checkpoint=ckpt-600] [--serving_version=auto]
+  python -m avrnn_tf.export ...   (the same program)
+
+The SavedModel holds the network's weights and these functions, each a named serving signature
+and an attribute of the object `tf.saved_model.load` returns (D = frame size, H = LSTM state):
+
+  sample(num_sequences, num_frames, seed, temperature=1.0)
+      -> frames [N, T, D] (standardized, model space), waveform [N, T*D] in [-1, 1]
+  continue_from(prefix_frames [N, P, D], num_frames, seed, temperature=1.0)
+      -> frames, waveform (of the continuation only), state [N, 2H]
+  encode(prefix_frames [N, P, D], seed) -> state [N, 2H]  (posterior-driven filtering state)
+  sample_chunk(state [N, 2H], num_frames, seed, start_frame, temperature)
+      -> frames, waveform, state  (long generation in pieces, bit-identical to one call)
+  score(frames [B, T, D], mask [B, T], seed, num_samples)
+      -> elbo, log_px, kl, iwae (IWAE-K, K = num_samples), num_frames; each [B]
+  reconstruct(frames, mask, seed)
+      -> mean [B, T, D] (emission mean), sample [B, T, D], waveform [B, T*D], log_px [B, T]
+  metadata() -> sample_rate, frame_size, mean, std, model_kind, emission, config_json,
+      data_stats_json, package_version, checkpoint, step, state_size, limits
+
+`frames` are always standardized frames, (samples - mean) / std cut into D-sample frames: what the
+model was trained on; `waveform` outputs are de-standardized and clipped to [-1, 1].
+
+Seeds. `seed` is an int32 scalar k; every stateless draw derives from the pair [k, 7], the pair
+the training loop uses for its TensorBoard audio (loop.Run.generate), so `sample(seed=k)` returns
+the frames `SequenceNetwork.sample` gives the training-side code for [k, 7] — it *is* that code.
+The posterior noise of score/reconstruct/encode is `stateless_normal([B, T, Z], seed=[k, 7])`, the
+noise `ELBOTrainer.bound_terms(x, mask, [k, 7])` draws, so `score` equals the training-side ELBO
+for the same seed exactly. IWAE-K draws its K trajectories from fold_in([k, 7], 1).
+
+Arguments are checked inside the graph (tf.debugging asserts under control dependencies), so a
+bad value raises `tf.errors.InvalidArgumentError` whose message contains "<function>: <arg> ...",
+e.g. "sample: num_frames must be an integer from 1 to 1048576", before any work is done.
+
+With --serving_version the SavedModel goes to <export_dir>/<version>/, the layout TensorFlow
+Serving watches ("auto" picks one more than the largest existing version number).
+"""
+
+import json
+import os
+import re
+import shutil
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from avrnn_tf.tf_setup import import_tensorflow
+
+tf = import_tensorflow()
+
+SEED_SALT = 7          # Second word of every stateless seed pair (as loop.Run.generate).
+IWAE_STREAM = 1        # fold_in stream of the IWAE trajectories' noise.
+EMISSION_STREAM = 2    # fold_in stream of reconstruct's emission sample.
+MAX_SEQUENCES = 4096   # Upper bound of num_sequences / batch sizes.
+MAX_FRAMES = 1 << 20   # Upper bound of num_frames (~3.6 h at 16 kHz with 200-sample frames).
+MAX_SAMPLES = 1000     # Upper bound of IWAE's K.
+MAX_ELEMENTS = 1 << 28  # Upper bound of N * T * D (and K * B * T * D): 1 GiB of float32.
+MAX_TEMPERATURE = 10.0
+
+
+class ExportError(ValueError):
+    """The workdir or the export directory is not usable; the message names the file."""
+
+
+# ------------------------------------------------------------------------ in-graph checks
+def _check_count(fn, name, value, upper):
+    return tf.debugging.assert_equal(
+        tf.logical_and(value >= 1, value <= upper), True,
+        message=f"{fn}: {name} must be an integer from 1 to {upper}")
+
+
+def _check_elements(fn, names, *factors):
+    total = tf.constant(1.0, tf.float64)
+    for f in factors:
+        total *= tf.cast(f, tf.float64)
+    return tf.debugging.assert_less_equal(
+        total, tf.constant(MAX_ELEMENTS, tf.float64),
+        message=f"{fn}: {names} must be at most {MAX_ELEMENTS} values (memory bound)")
+
+
+def _check_temperature(fn, temperature):
+    ok = tf.logical_and(tf.math.is_finite(temperature),
+                        tf.logical_and(temperature >= 0.0, temperature <= MAX_TEMPERATURE))
+    return tf.debugging.assert_equal(
+        ok, True, message=f"{fn}: temperature must be a number from 0 to {MAX_TEMPERATURE:g}")
+
+
+def _check_frames(fn, name, frames):
+    shape = tf.shape(frames)
+    return [
+        _check_count(fn, f"{name}.shape[0] (sequences)", shape[0], MAX_SEQUENCES),
+        _check_count(fn, f"{name}.shape[1] (frames)", shape[1], MAX_FRAMES),
+        tf.debugging.assert_equal(tf.reduce_all(tf.math.is_finite(frames)), True,
+                                  message=f"{fn}: {name} holds NaN or infinite values"),
+    ]
+
+
+def _check_mask(fn, frames, mask):
+    return [
+        tf.debugging.assert_equal(tf.shape(mask), tf.shape(frames)[:2],
+                                  message=f"{fn}: mask must have shape frames.shape[:2]"),
+        tf.debugging.assert_equal(tf.reduce_all((mask >= 0.0) & (mask <= 1.0)), True,
+                                  message=f"{fn}: mask values must be from 0 to 1"),
+    ]
+
+
+# --------------------------------------------------------------------------------- maths
+def iwae_bound(network, x, mask, num_samples, seed):
+    """IWAE-K per sequence [B] (Burda et al. 2016) over K whole posterior trajectories.
+
+    log (1/K) sum_k exp( sum_t mask_t [log p(x_t|.) + log p(z_t^k|.) - log q(z_t^k|.)] ), with the
+    K trajectories run as one batch of K*B sequences (sequence b of sample k at row k*B + b) on
+    noise `stateless_normal([K*B, T, Z], seed)`. For "rnn" models every log-weight is the exact
+    log-likelihood, so IWAE-K equals the ELBO. (A shared `bounds.iwae` may replace this helper.)
+    """
+    from avrnn_tf import bounds
+
+    k = tf.convert_to_tensor(num_samples, tf.int32)
+    xk = tf.tile(x, [k, 1, 1])
+    mk = tf.tile(mask, [k, 1])
+    terms = network.frame_terms(xk, tf.random.stateless_normal(network.noise_shape(xk), seed=seed))
+    log_w = tf.reduce_sum(
+        bounds.masked(terms["log_px"] + terms["log_pz"] - terms["log_qz"], mk), axis=1)
+    log_w = tf.reshape(log_w, [k, tf.shape(x)[0]])
+    return tf.reduce_logsumexp(log_w, axis=0) - tf.math.log(tf.cast(k, log_w.dtype))
+
+
+class Generator(tf.Module):
+    """The exported object: a built `SequenceNetwork` plus its data statistics and metadata.
+
+    Args:
+      network: a built `models.SequenceNetwork` with trained weights.
+      metadata: dict with sample_rate, frame_size, mean, std and the strings of `metadata()`.
+    """
+
+    def __init__(self, network, metadata):
+        super().__init__(name="avrnn_generator")
+        self.network = network
+        # The tf.Variables under the Keras 3 variables, tracked here so the SavedModel's restore op
+        # covers them: without this the TF2 loader works but the session-based loader (TensorFlow
+        # Serving, saved_model_cli run) reports "Could not find variable ...".
+        self.tf_variables = [v.value for v in network.variables]
+        spec = network.spec
+        d, self.h_dim = spec.x_dim, spec.h_dim
+        self._mean = float(metadata["mean"])
+        self._std = float(metadata["std"])
+        self._meta = dict(metadata)
+        self._meta.update(state_size=2 * spec.h_dim, max_sequences=MAX_SEQUENCES,
+                          max_frames=MAX_FRAMES, max_samples=MAX_SAMPLES,
+                          max_elements=MAX_ELEMENTS, max_temperature=MAX_TEMPERATURE)
+        scalar = lambda dtype, name: tf.TensorSpec([], dtype, name=name)
+        frames = lambda name: tf.TensorSpec([None, None, d], tf.float32, name=name)
+        mask = tf.TensorSpec([None, None], tf.float32, name="mask")
+        state = tf.TensorSpec([None, 2 * spec.h_dim], tf.float32, name="state")
+        count = lambda name: scalar(tf.int32, name)
+        seed = scalar(tf.int32, "seed")
+        temp = scalar(tf.float32, "temperature")
+        self.sample = tf.function(self._sample, input_signature=[
+            count("num_sequences"), count("num_frames"), seed, temp])
+        self.sample_chunk = tf.function(self._sample_chunk, input_signature=[
+            state, count("num_frames"), seed, count("start_frame"), temp])
+        self.encode = tf.function(self._encode, input_signature=[frames("prefix_frames"), seed])
+        self.continue_from = tf.function(self._continue_from, input_signature=[
+            frames("prefix_frames"), count("num_frames"), seed, temp])
+        self.score = tf.function(self._score, input_signature=[
+            frames("frames"), mask, seed, count("num_samples")])
+        self.reconstruct = tf.function(self._reconstruct, input_signature=[
+            frames("frames"), mask, seed])
+        self.metadata = tf.function(self._metadata, input_signature=[])
+
+    SIGNATURES = ("sample", "sample_chunk", "encode", "continue_from", "score", "reconstruct",
+                  "metadata")
+
+    def signatures(self):
+        return {name: getattr(self, name).get_concrete_function() for name in self.SIGNATURES}
+
+    # ------------------------------------------------------------------------- helpers
+    @staticmethod
+    def seed_pair(seed):
+        return tf.stack([tf.cast(seed, tf.int32), tf.constant(SEED_SALT, tf.int32)])
+
+    def waveform(self, frames):
+        """Standardized frames [N, T, D] -> samples [N, T*D] in [-1, 1]."""
+        wave = frames * self._std + self._mean
+        return tf.reshape(tf.clip_by_value(wave, -1.0, 1.0), [tf.shape(frames)[0], -1])
+
+    def _split_state(self, state):
+        return state[:, :self.h_dim], state[:, self.h_dim:]
+
+    def _generate(self, state, num_frames, seed, start, temperature):
+        frames, (h, c) = self.network.sample(
+            None, num_frames, self.seed_pair(seed), temperature,
+            initial_state=self._split_state(state), start_step=start, return_state=True)
+        return {"frames": frames, "waveform": self.waveform(frames),
+                "state": tf.concat([h, c], axis=-1)}
+
+    # ------------------------------------------------------------------------ signatures
+    def _sample(self, num_sequences, num_frames, seed, temperature=1.0):
+        checks = [_check_count("sample", "num_sequences", num_sequences, MAX_SEQUENCES),
+                  _check_count("sample", "num_frames", num_frames, MAX_FRAMES),
+                  _check_elements("sample", "num_sequences * num_frames * frame_size",
+                                  num_sequences, num_frames, self.network.spec.x_dim),
+                  _check_temperature("sample", temperature)]
+        with tf.control_dependencies(checks):
+            frames = self.network.sample(num_sequences, num_frames, self.seed_pair(seed),
+                                         temperature)
+        return {"frames": frames, "waveform": self.waveform(frames)}
+
+    def _sample_chunk(self, state, num_frames, seed, start_frame, temperature=1.0):
+        n = tf.shape(state)[0]
+        checks = [_check_count("sample_chunk", "state.shape[0] (sequences)", n, MAX_SEQUENCES),
+                  _check_count("sample_chunk", "num_frames", num_frames, MAX_FRAMES),
+                  tf.debugging.assert_equal(
+                      tf.logical_and(start_frame >= 0, start_frame <= MAX_FRAMES), True,
+                      message=f"sample_chunk: start_frame must be an integer from 0 to {MAX_FRAMES}"),
+                  _check_elements("sample_chunk", "state.shape[0] * num_frames * frame_size",
+                                  n, num_frames, self.network.spec.x_dim),
+                  tf.debugging.assert_equal(tf.reduce_all(tf.math.is_finite(state)), True,
+                                            message="sample_chunk: state holds NaN or infinite values"),
+                  _check_temperature("sample_chunk", temperature)]
+        with tf.control_dependencies(checks):
+            return self._generate(state, num_frames, seed, start_frame,
+                                  temperature)
+
+    def _posterior_noise(self, x, seed):
+        return tf.random.stateless_normal(self.network.noise_shape(x), seed=self.seed_pair(seed))
+
+    def _encode(self, prefix_frames, seed):
+        with tf.control_dependencies(_check_frames("encode", "prefix_frames", prefix_frames)):
+            h, c = self.network.final_state(prefix_frames,
+                                            self._posterior_noise(prefix_frames, seed))
+        return {"state": tf.concat([h, c], axis=-1)}
+
+    def _continue_from(self, prefix_frames, num_frames, seed, temperature=1.0):
+        n = tf.shape(prefix_frames)[0]
+        checks = _check_frames("continue_from", "prefix_frames", prefix_frames) + [
+            _check_count("continue_from", "num_frames", num_frames, MAX_FRAMES),
+            _check_elements("continue_from", "prefix_frames.shape[0] * num_frames * frame_size",
+                            n, num_frames, self.network.spec.x_dim),
+            _check_temperature("continue_from", temperature)]
+        with tf.control_dependencies(checks):
+            state = self._encode(prefix_frames, seed)["state"]
+            return self._generate(state, num_frames, seed, 0, temperature)
+
+    def _score(self, frames, mask, seed, num_samples):
+        from avrnn_tf import bounds
+
+        shape = tf.shape(frames)
+        checks = _check_frames("score", "frames", frames) + _check_mask("score", frames, mask) + [
+            _check_count("score", "num_samples", num_samples, MAX_SAMPLES),
+            _check_elements("score", "num_samples * frames.size", num_samples, shape[0],
+                            shape[1], shape[2])]
+        with tf.control_dependencies(checks):
+            b = bounds.elbo(self.network.frame_terms(frames, self._posterior_noise(frames, seed)),
+                            mask)
+            iwae = iwae_bound(self.network, frames, mask, num_samples,
+                              tf.random.experimental.stateless_fold_in(self.seed_pair(seed),
+                                                                       IWAE_STREAM))
+        return {"elbo": b["elbo"], "log_px": b["log_px"], "kl": b["kl"], "iwae": iwae,
+                "num_frames": b["num_frames"]}
+
+    def _reconstruct(self, frames, mask, seed):
+        from avrnn_tf import bounds
+
+        checks = _check_frames("reconstruct", "frames", frames) + _check_mask(
+            "reconstruct", frames, mask)
+        with tf.control_dependencies(checks):
+            net = self.network
+            out = net.trajectory(frames, self._posterior_noise(frames, seed))
+            params = out["emission_params"]
+            dist = net.emission_head.new(params)
+            keep = tf.cast(mask > 0, tf.float32)[:, :, None]
+            mean = dist.mean() * keep
+            flat = tf.reshape(params, [-1, tf.shape(params)[-1]])
+            drawn = net.sample_emission(flat, tf.random.experimental.stateless_fold_in(
+                self.seed_pair(seed), EMISSION_STREAM), 1.0)
+            drawn = tf.reshape(drawn, tf.shape(frames)) * keep
+            log_px = bounds.masked(dist.log_prob(frames), mask)
+        return {"mean": mean, "sample": drawn, "waveform": self.waveform(mean), "log_px": log_px}
+
+    def _metadata(self):
+        out = {}
+        for key, value in sorted(self._meta.items()):
+            if isinstance(value, bool) or isinstance(value, str):
+                out[key] = tf.constant(str(value))
+            elif isinstance(value, int):
+                out[key] = tf.constant(value, tf.int64)
+            else:
+                out[key] = tf.constant(float(value), tf.float64)
+        return out
+
+
+# ------------------------------------------------------------------------ from a workdir
+def _read_json(path, what):
+    if not os.path.exists(path):
+        raise ExportError(f"{path}: missing ({what}); is this a workdir written by avrnn-train?")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise ExportError(f"{path}: cannot read as JSON ({e})") from None
+
+
+def find_checkpoint(workdir, checkpoint=""):
+    """The checkpoint prefix to export: the latest, or one named "ckpt-N", "N" or a path."""
+    folder = os.path.join(workdir, "checkpoints")
+    if not checkpoint:
+        latest = tf.train.latest_checkpoint(folder) if os.path.isdir(folder) else None
+        if not latest:
+            raise ExportError(f"{folder}: holds no checkpoint; train first (avrnn-train)")
+        return latest
+    candidates = [checkpoint, os.path.join(folder, checkpoint),
+                  os.path.join(folder, f"ckpt-{checkpoint}")]
+    for path in candidates:
+        if os.path.exists(path + ".index"):
+            return path
+    available = sorted(n[:-len(".index")] for n in os.listdir(folder)
+                       if n.endswith(".index")) if os.path.isdir(folder) else []
+    raise ExportError(f"checkpoint {checkpoint!r} not found in {folder} "
+                      f"(available: {', '.join(available) or 'none'})")
+
+
+def _verify_restored(network, path):
+    """Raises ExportError unless every network variable now equals some tensor of the checkpoint.
+
+    A restore can succeed while matching nothing for a variable (e.g. layers a Keras 3 layer holds
+    in a Python list are not checkpoint children of the model; the training checkpoint reaches them
+    only through the optimizer's variable list), and a freshly initialised weight never equals a
+    saved one exactly, so this catches a silent partial restore.
+    """
+    import numpy as np
+
+    reader = tf.train.load_checkpoint(path)
+    by_shape = {}
+    for key, shape in reader.get_variable_to_shape_map().items():
+        by_shape.setdefault(tuple(shape), []).append(key)
+    missing = []
+    for v in network.variables:
+        value = v.numpy()
+        if not any(np.array_equal(value, reader.get_tensor(k))
+                   for k in by_shape.get(tuple(value.shape), [])):
+            missing.append(v.path)
+    if missing:
+        raise ExportError(f"{path}: restoring left {len(missing)} weight(s) of the network at their "
+                          f"initial values, e.g. {missing[:3]}")
+
+
+def load_network(workdir, checkpoint=""):
+    """Rebuilds the network of a workdir and restores its weights.
+
+    The trainer is rebuilt with `loop.build_trainer` and restored through the same
+    `tf.train.Checkpoint(model=trainer, optimizer=trainer.optimizer)` the training loop writes
+    (`expect_partial`: state the export does not need may stay unread), then every network
+    weight is checked against the checkpoint's tensors. Returns (network, config, stats, path).
+    """
+    import ml_collections
+
+    from avrnn_tf import config as config_lib
+    from avrnn_tf import loop
+    from avrnn_tf import models
+
+    config_path = os.path.join(workdir, "config.json")
+    config = ml_collections.ConfigDict(_read_json(config_path, "the run's config"))
+    try:
+        config_lib.validate(config)
+    except config_lib.ConfigError as e:
+        raise ExportError(f"{config_path}: {e}") from None
+    stats_path = os.path.join(workdir, "data_stats.json")
+    stats = _read_json(stats_path, "the data statistics")
+    for key in ("sample_rate", "frame_size", "mean", "std"):
+        if key not in stats:
+            raise ExportError(f"{stats_path}: has no field {key!r}")
+    path = find_checkpoint(workdir, checkpoint)
+    network = models.create_network(config_lib.model_spec(config, int(stats["frame_size"])))
+    trainer = loop.build_trainer(config, network)
+    status = tf.train.Checkpoint(model=trainer, optimizer=trainer.optimizer).restore(path)
+    try:
+        status.expect_partial()
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+        raise ExportError(f"{path}: does not hold this config's network "
+                          f"({str(e).splitlines()[0]})") from None
+    _verify_restored(network, path)
+    return network, config, stats, path
+
+
+def build_generator(workdir, checkpoint=""):
+    """The `Generator` of a workdir's latest (or named) checkpoint."""
+    import avrnn_tf
+    from avrnn_tf import config as config_lib
+
+    network, config, stats, path = load_network(workdir, checkpoint)
+    match = re.search(r"ckpt-(\d+)$", path)
+    metadata = {
+        "sample_rate": int(stats["sample_rate"]), "frame_size": int(stats["frame_size"]),
+        "mean": float(stats["mean"]), "std": float(stats["std"]),
+        "model_kind": config.model.kind, "emission": config.model.emission,
+        "config_json": config_lib.to_json(config),
+        "data_stats_json": json.dumps(stats, sort_keys=True),
+        "package_version": avrnn_tf.__version__,
+        "checkpoint": os.path.basename(path), "step": int(match.group(1)) if match else -1,
+    }
+    return Generator(network, metadata)
+
+
+def serving_path(export_dir, serving_version):
+    """export_dir itself, or <export_dir>/<version> for TensorFlow Serving ("auto" = next)."""
+    if not serving_version:
+        return export_dir
+    if serving_version == "auto":
+        existing = [int(n) for n in os.listdir(export_dir) if n.isdigit()] \
+            if os.path.isdir(export_dir) else []
+        return os.path.join(export_dir, str(max(existing, default=0) + 1))
+    if not serving_version.isdigit() or int(serving_version) < 1:
+        raise ExportError(f"--serving_version={serving_version!r}: expected 'auto' or an "
+                          "integer >= 1")
+    return os.path.join(export_dir, str(int(serving_version)))
+
+
+def export(workdir, export_dir, checkpoint="", serving_version="", overwrite=False):
+    """Writes the SavedModel; returns (path written, Generator)."""
+    path = serving_path(export_dir, serving_version)
+    if os.path.exists(path) and os.listdir(path):
+        if not overwrite:
+            raise ExportError(f"{path}: exists and is not empty (pass --overwrite to replace it)")
+        shutil.rmtree(path)
+    generator = build_generator(workdir, checkpoint)
+    tf.saved_model.save(generator, path, signatures=generator.signatures())
+    return path, generator
+
+
+# ---------------------------------------------------------------------------------- CLI
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """The CLI's flags, defined only when the program runs (importing this module for its
+    functions must not claim flag names such as --workdir in the global FLAGS)."""
+    flags.DEFINE_string("workdir", None, "A workdir written by avrnn-train.")
+    flags.DEFINE_string("export_dir", None, "Where to write the SavedModel.")
+    flags.DEFINE_string("checkpoint", "",
+                        "Checkpoint to export: '' = latest, 'ckpt-N', 'N' or a path.")
+    flags.DEFINE_string("serving_version", "",
+                        "'' = write the SavedModel into export_dir; an integer N or 'auto' = write "
+                        "TensorFlow Serving's layout export_dir/N/ ('auto': one more than the "
+                        "largest existing N).")
+    flags.DEFINE_bool("overwrite", False, "Replace an existing non-empty export directory.")
+
+
+def fail(message):
+    print(f"avrnn-export: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def main(argv):
+    if len(argv) > 1:
+        fail(f"unexpected arguments {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)
+    if not FLAGS.workdir or not FLAGS.export_dir:
+        fail("--workdir and --export_dir are required")
+    try:
+        path, generator = export(FLAGS.workdir, FLAGS.export_dir, FLAGS.checkpoint,
+                                 FLAGS.serving_version, FLAGS.overwrite)
+    except ExportError as e:
+        fail(str(e))
+    meta = generator._meta
+    print(f"avrnn-export: wrote {os.path.abspath(path)} ({meta['model_kind']}/{meta['emission']}, "
+          f"{meta['checkpoint']}, {meta['sample_rate']} Hz, frame {meta['frame_size']}; "
+          f"signatures: {', '.join(Generator.SIGNATURES)})", flush=True)
+
+
+def parse_flags(argv):
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        fail(str(e).strip().replace("\n", " "))
+
+
+def run():
+    """Console-script entry point."""
+    define_flags()
+    app.run(main, flags_parser=parse_flags)
+
+
+if __name__ == "__main__":
+    run()

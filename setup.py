@@ -34,6 +34,12 @@ setup(
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": ["pytest==9.2.0", "pytest-xdist==3.8.0"]},
-    entry_points={"console_scripts": ["avrnn-train=avrnn_tf.train:run"]},
+    entry_points={"console_scripts": [
+        "avrnn-train=avrnn_tf.train:run",
+        "avrnn-eval=avrnn_tf.evaluate:run",
+        "avrnn-export=avrnn_tf.export:run",
+        "avrnn-reproduce=avrnn_tf.experiments.reproduce_paper:run",
+        "avrnn-compare=avrnn_tf.experiments.compare:run",
+    ]},
     classifiers=["Programming Language :: Python :: 3", "Topic :: Scientific/Engineering"],
 )

@@ -156,5 +156,10 @@ def main(argv):
     print(text)
 
 
-if __name__ == "__main__":
+def run():
+    """Console-script entry point (avrnn-compare)."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

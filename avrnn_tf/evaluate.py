@@ -99,40 +99,14 @@ def resolve_data_path(config, stats):
     return config
 
 
-def find_checkpoint(workdir, name):
-    import tensorflow as tf
-
-    directory = os.path.join(workdir, "checkpoints")
-    if not name:
-        latest = tf.train.latest_checkpoint(directory)
-        if not latest:
-            raise EvalError(f"no checkpoint in {directory}")
-        return latest
-    candidates = [name, os.path.join(directory, name)]
-    for path in candidates:
-        if tf.io.gfile.exists(path + ".index"):
-            return path
-    raise EvalError(f"checkpoint {name!r} not found (looked for {candidates[-1]}.index)")
-
-
 def restore_network(config, workdir, checkpoint_name, frame_size):
     """Rebuilds the run's trainer, restores its weights; returns (network, checkpoint path, step)."""
-    import tensorflow as tf
+    from avrnn_tf import restore
 
-    from avrnn_tf import config as config_lib
-    from avrnn_tf import loop
-    from avrnn_tf import models
-
-    network = models.create_network(config_lib.model_spec(config, frame_size))
-    trainer = loop.build_trainer(config, network)
-    path = find_checkpoint(workdir, checkpoint_name)
-    checkpoint = tf.train.Checkpoint(model=trainer, optimizer=trainer.optimizer)
     try:
-        checkpoint.restore(path).assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as e:
-        raise EvalError(f"{path}: does not match the model in {workdir}/config.json ({e})") from None
-    step = int(trainer.optimizer.iterations.numpy())
-    return network, path, step
+        return restore.restore_network(config, workdir, frame_size, checkpoint_name)
+    except restore.RestoreError as e:
+        raise EvalError(str(e)) from None
 
 
 def held_out_batches(config, stats, split, batch_size, max_sequences):

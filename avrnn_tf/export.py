@@ -305,50 +305,6 @@ def _read_json(path, what):
         raise ExportError(f"{path}: cannot read as JSON ({e})") from None
 
 
-def find_checkpoint(workdir, checkpoint=""):
-    """The checkpoint prefix to export: the latest, or one named "ckpt-N", "N" or a path."""
-    folder = os.path.join(workdir, "checkpoints")
-    if not checkpoint:
-        latest = tf.train.latest_checkpoint(folder) if os.path.isdir(folder) else None
-        if not latest:
-            raise ExportError(f"{folder}: holds no checkpoint; train first (avrnn-train)")
-        return latest
-    candidates = [checkpoint, os.path.join(folder, checkpoint),
-                  os.path.join(folder, f"ckpt-{checkpoint}")]
-    for path in candidates:
-        if os.path.exists(path + ".index"):
-            return path
-    available = sorted(n[:-len(".index")] for n in os.listdir(folder)
-                       if n.endswith(".index")) if os.path.isdir(folder) else []
-    raise ExportError(f"checkpoint {checkpoint!r} not found in {folder} "
-                      f"(available: {', '.join(available) or 'none'})")
-
-
-def _verify_restored(network, path):
-    """Raises ExportError unless every network variable now equals some tensor of the checkpoint.
-
-    A restore can succeed while matching nothing for a variable (e.g. layers a Keras 3 layer holds
-    in a Python list are not checkpoint children of the model; the training checkpoint reaches them
-    only through the optimizer's variable list), and a freshly initialised weight never equals a
-    saved one exactly, so this catches a silent partial restore.
-    """
-    import numpy as np
-
-    reader = tf.train.load_checkpoint(path)
-    by_shape = {}
-    for key, shape in reader.get_variable_to_shape_map().items():
-        by_shape.setdefault(tuple(shape), []).append(key)
-    missing = []
-    for v in network.variables:
-        value = v.numpy()
-        if not any(np.array_equal(value, reader.get_tensor(k))
-                   for k in by_shape.get(tuple(value.shape), [])):
-            missing.append(v.path)
-    if missing:
-        raise ExportError(f"{path}: restoring left {len(missing)} weight(s) of the network at their "
-                          f"initial values, e.g. {missing[:3]}")
-
-
 def load_network(workdir, checkpoint=""):
     """Rebuilds the network of a workdir and restores its weights.
 
@@ -360,8 +316,7 @@ def load_network(workdir, checkpoint=""):
     import ml_collections
 
     from avrnn_tf import config as config_lib
-    from avrnn_tf import loop
-    from avrnn_tf import models
+    from avrnn_tf import restore
 
     config_path = os.path.join(workdir, "config.json")
     config = ml_collections.ConfigDict(_read_json(config_path, "the run's config"))
@@ -374,17 +329,10 @@ def load_network(workdir, checkpoint=""):
     for key in ("sample_rate", "frame_size", "mean", "std"):
         if key not in stats:
             raise ExportError(f"{stats_path}: has no field {key!r}")
-    path = find_checkpoint(workdir, checkpoint)
-    network = models.create_network(config_lib.model_spec(config, int(stats["frame_size"])))
-    trainer = loop.build_trainer(config, network)
-    status = tf.train.Checkpoint(model=trainer, optimizer=trainer.optimizer).restore(path)
     try:
-        status.expect_partial()
-        status.assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as e:
-        raise ExportError(f"{path}: does not hold this config's network "
-                          f"({str(e).splitlines()[0]})") from None
-    _verify_restored(network, path)
+        network, path, _ = restore.restore_network(config, workdir, stats["frame_size"], checkpoint)
+    except restore.RestoreError as e:
+        raise ExportError(str(e)) from None
     return network, config, stats, path
 
 

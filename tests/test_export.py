@@ -357,8 +357,10 @@ def test_export_detects_weights_left_at_their_initial_values(tf, exported):
     from avrnn_tf import config as config_lib
     from avrnn_tf import export
     from avrnn_tf import models
+    from avrnn_tf import restore
 
     network, config, stats, path = export.load_network(exported["vrnn_gauss"][0])
+    restore.verify_restored(network, path)  # the restored network passes
     fresh = models.create_network(config_lib.model_spec(config, stats["frame_size"]))
-    with pytest.raises(export.ExportError, match="left .* weight"):
-        export._verify_restored(fresh, path)
+    with pytest.raises(restore.RestoreError, match="left .* weight"):
+        restore.verify_restored(fresh, path)

@@ -24,7 +24,10 @@ import tensorflow as tf
 from avrnn_tf import config as config_lib
 from avrnn_tf import models
 from avrnn_tf import training
+from avrnn_tf.data import corpora
 from avrnn_tf.data import pipeline
+from avrnn_tf.data import prepared as prepared_lib
+from avrnn_tf.data.audio import DataError
 
 
 def log(message):
@@ -55,19 +58,26 @@ class Run:
         self.workdir = workdir
         data = config.data
         os.makedirs(workdir, exist_ok=True)
-        self.corpus = pipeline.load_corpus(data)
         stats_path = os.path.join(workdir, "data_stats.json")
-        if os.path.exists(stats_path):  # A resumed run keeps the statistics it started with.
-            saved = pipeline.load_stats(stats_path)
-            self.standardizer = pipeline.Standardizer(saved["mean"], saved["std"])
+        self.prepared = None  # A prepared corpus (data/prepared.py) is streamed, never loaded.
+        if prepared_lib.is_prepared(data.path) and data.format in ("auto", "prepared"):
+            self._use_prepared(data, stats_path)
         else:
-            self.standardizer = pipeline.Standardizer.fit(self.corpus.train)
-        self.stats = pipeline.save_stats(stats_path, self.corpus, self.standardizer, data.frame_size)
-        self.x, self.mask = pipeline.training_chunks(
-            self.corpus.train, self.standardizer, data.frame_size, data.train_frames)
-        self.valid_batches = pipeline.eval_batches(
-            self.corpus.valid, self.standardizer, data.frame_size, data.valid_batch_size,
-            data.max_valid_utterances)
+            self.corpus = pipeline.load_corpus(data)
+            if getattr(self.corpus, "skipped", None):
+                corpora.write_skipped(os.path.join(workdir, prepared_lib.SKIPPED_FILE),
+                                      self.corpus.skipped, self.corpus.source)
+            if os.path.exists(stats_path):  # A resumed run keeps the statistics it started with.
+                saved = pipeline.load_stats(stats_path)
+                self.standardizer = pipeline.Standardizer(saved["mean"], saved["std"])
+            else:
+                self.standardizer = pipeline.Standardizer.fit(self.corpus.train)
+            self.stats = pipeline.save_stats(stats_path, self.corpus, self.standardizer, data.frame_size)
+            self.x, self.mask = pipeline.training_chunks(
+                self.corpus.train, self.standardizer, data.frame_size, data.train_frames)
+            self.valid_batches = pipeline.eval_batches(
+                self.corpus.valid, self.standardizer, data.frame_size, data.valid_batch_size,
+                data.max_valid_utterances)
 
         self.network = models.create_network(config_lib.model_spec(config, data.frame_size))
         self.trainer = build_trainer(config, self.network)
@@ -77,6 +87,43 @@ class Run:
             max_to_keep=config.train.keep_checkpoints, checkpoint_name="ckpt")
         self.writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
         self.sampler = tf.function(self.network.sample)
+
+    def _use_prepared(self, data, stats_path):
+        """Data from a prepared directory: statistics from its stats.json, training streamed."""
+        path = data.path
+        stats = prepared_lib.load_stats(path)
+        prepared_lib.check_config(stats, data, path)
+        if os.path.exists(stats_path):
+            saved = pipeline.load_stats(stats_path)
+            if (saved.get("mean"), saved.get("std")) != (stats["mean"], stats["std"]):
+                raise DataError(f"{path} was prepared again since this workdir's run started "
+                                f"(its mean/std differ from {stats_path}); use a new workdir")
+        self.prepared = prepared_lib.PreparedInfo(path, stats)
+        self.corpus = self.prepared
+        self.standardizer = pipeline.Standardizer(stats["mean"], stats["std"])
+        self.stats = dict(stats, prepared=os.path.abspath(path))
+        with open(stats_path, "w") as f:
+            json.dump(self.stats, f, indent=2, sort_keys=True)
+        self.x = self.mask = None
+        self.valid_batches = prepared_lib.eval_batches(
+            path, stats, "valid", data.valid_batch_size, data.max_valid_utterances)
+        if not self.valid_batches:
+            raise DataError(f"the prepared corpus {path} has an empty validation split")
+
+    @property
+    def num_train_chunks(self):
+        if self.prepared is not None:
+            return prepared_lib.num_chunks(self.prepared.stats, self.config.data.train_frames)
+        return len(self.x)
+
+    def train_dataset(self, step):
+        """Training batches for global steps step, step + 1, ... (in memory or streamed)."""
+        data, seed = self.config.data, self.config.train.seed
+        if self.prepared is not None:
+            return prepared_lib.train_dataset(self.prepared.path, self.prepared.stats,
+                                              data.batch_size, data.train_frames, seed, step,
+                                              data.shuffle_buffer)
+        return pipeline.train_dataset(self.x, self.mask, data.batch_size, seed, step)
 
     @property
     def step(self):
@@ -200,7 +247,7 @@ def train_and_evaluate(config, workdir, verbose="auto"):
     step = run.restore()
     run.save_config()
     log(f"{config.model.kind}/{config.model.emission} on {run.corpus.source}: "
-        f"{run.corpus.sizes()} utterances at {run.corpus.sample_rate} Hz, {len(run.x)} training "
+        f"{run.corpus.sizes()} utterances at {run.corpus.sample_rate} Hz, {run.num_train_chunks} training "
         f"chunks; {sum(int(np.prod(v.shape)) for v in run.network.trainable_variables):,} "
         f"parameters; steps {step} -> {t.steps}; workdir {os.path.abspath(workdir)}")
     result = {}
@@ -210,7 +257,7 @@ def train_and_evaluate(config, workdir, verbose="auto"):
     total_rounds = math.ceil(t.steps / t.eval_every)
     while step < t.steps:
         n = min(t.eval_every - step % t.eval_every, t.steps - step)
-        ds = pipeline.train_dataset(run.x, run.mask, config.data.batch_size, t.seed, step)
+        ds = run.train_dataset(step)
         run.trainer.fit(ds, epochs=step // t.eval_every + 1, initial_epoch=step // t.eval_every,
                         steps_per_epoch=n, callbacks=[callback], verbose=verbose, shuffle=False)
         step = run.step

@@ -26,6 +26,8 @@ import numpy as np
 import tensorflow as tf
 
 from avrnn_tf.data import audio
+from avrnn_tf.data import corpora
+from avrnn_tf.data import prepared
 from avrnn_tf.data import synthetic
 
 FSDD_NAME = re.compile(r"^\d_[A-Za-z]+_(\d+)\.wav$")
@@ -89,6 +91,12 @@ def split_names(names, valid_fraction, seed):
 def load_corpus(data):
     """Reads the corpus a data config describes (synthetic when data.path is empty)."""
     fmt = data.format
+    if fmt == "auto" and data.path:  # Prepared, TIMIT, FSDD or any audio directory (data/corpora.py).
+        fmt = corpora.detect_format(data.path)
+    if fmt == "prepared":
+        return prepared.load_corpus(data)
+    if fmt in corpora.FORMATS:
+        return corpora.load_raw_corpus(data, fmt)
     if fmt == "auto":
         fmt = "wav_dir" if data.path else "synthetic"
     if fmt == "synthetic":

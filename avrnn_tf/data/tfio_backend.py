@@ -21,7 +21,9 @@ from avrnn_tf.data import audio
 
 # libsndfile major formats tensorflow-io's audio reader handles (RIFF WAV, FLAC, OGG Vorbis).
 TFIO_FORMATS = ("WAV", "FLAC", "OGG")
-TFIO_WAV_SUBTYPES = ("PCM_16", "PCM_24", "PCM_32", "PCM_U8", "FLOAT")
+# Not PCM_32: tensorflow-io 0.37.1 returns 32-bit integer WAV samples reinterpreted as float32
+# (values ~1e-30; found by tests/test_data_corpora.py), so those files go to soundfile.
+TFIO_WAV_SUBTYPES = ("PCM_16", "PCM_24", "PCM_U8", "FLOAT")
 
 
 @functools.lru_cache(maxsize=None)

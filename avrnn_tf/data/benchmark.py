@@ -65,11 +65,11 @@ def main(argv):
     batch = next(iter(make()))
     cached = tf.data.Dataset.from_tensors(batch).repeat()
     n = FLAGS.train_steps
-    trainer.fit(cached, epochs=1, steps_per_epoch=3, verbose=0)  # Trace and warm up.
-    step_rate = _rate(lambda: trainer.fit(cached, epochs=1, steps_per_epoch=n, verbose=0), n, b)
+    trainer.fit(cached, epochs=1, steps_per_epoch=3, verbose=0, shuffle=False)  # Trace and warm up.
+    step_rate = _rate(lambda: trainer.fit(cached, epochs=1, steps_per_epoch=n, verbose=0, shuffle=False), n, b)
     streamed = make()
-    trainer.fit(streamed, epochs=1, steps_per_epoch=3, verbose=0)
-    fit_rate = _rate(lambda: trainer.fit(streamed, epochs=1, steps_per_epoch=n, verbose=0), n, b)
+    trainer.fit(streamed, epochs=1, steps_per_epoch=3, verbose=0, shuffle=False)
+    fit_rate = _rate(lambda: trainer.fit(streamed, epochs=1, steps_per_epoch=n, verbose=0, shuffle=False), n, b)
     frames = d.train_frames
     print(f"prepared {path}: batch {b} x {frames} frames x {stats['frame_size']} samples, "
           f"shuffle buffer {d.shuffle_buffer}, {len(stats['shards']['train'])} train shards")

@@ -62,6 +62,7 @@ def base_config():
         skip_bad_files=False,   # True: skip unreadable/bad files (listed in <workdir>/skipped_files.txt)
         decoder="auto",         # auto | soundfile | tfio (auto: tensorflow-io when its ops run)
         shuffle_buffer=1024,    # chunks held by the shuffle buffer when streaming a prepared corpus
+        stream=False,           # True: prepare a raw data.path into <workdir>/prepared and stream it
     ))
     c.train = ml_collections.ConfigDict(dict(
         steps=2000,
@@ -136,6 +137,7 @@ _CHECKS = {
     "data.skip_bad_files": (bool, None, "true or false"),
     "data.decoder": (str, lambda v: v in DECODERS, f"one of {DECODERS}"),
     "data.shuffle_buffer": (int, lambda v: v >= 1, "an integer >= 1"),
+    "data.stream": (bool, None, "true or false"),
     "train.steps": (int, lambda v: v >= 1, "an integer >= 1"),
     "train.optimizer": (str, lambda v: v in OPTIMIZERS, f"one of {OPTIMIZERS}"),
     "train.learning_rate": (float, lambda v: 0 < v < 10, "a float in (0, 10)"),

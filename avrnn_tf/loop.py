@@ -61,7 +61,10 @@ class Run:
         stats_path = os.path.join(workdir, "data_stats.json")
         self.prepared = None  # A prepared corpus (data/prepared.py) is streamed, never loaded.
         if prepared_lib.is_prepared(data.path) and data.format in ("auto", "prepared"):
-            self._use_prepared(data, stats_path)
+            self._use_prepared(data, stats_path, data.path)
+        elif data.stream and data.path:  # Raw corpus prepared on the fly, then streamed.
+            self._use_prepared(data, stats_path, prepared_lib.prepare_for_run(
+                data, os.path.join(workdir, "prepared"), log=log))
         else:
             self.corpus = pipeline.load_corpus(data)
             if getattr(self.corpus, "skipped", None):
@@ -88,9 +91,8 @@ class Run:
         self.writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
         self.sampler = tf.function(self.network.sample)
 
-    def _use_prepared(self, data, stats_path):
-        """Data from a prepared directory: statistics from its stats.json, training streamed."""
-        path = data.path
+    def _use_prepared(self, data, stats_path, path):
+        """Data from the prepared directory `path`: statistics from its stats.json, training streamed."""
         stats = prepared_lib.load_stats(path)
         prepared_lib.check_config(stats, data, path)
         if os.path.exists(stats_path):

@@ -155,3 +155,30 @@ def test_train_cli_reads_a_raw_timit_directory_and_reports_skipped_files(tmp_pat
     assert proc.returncode == 0, proc.stderr
     assert "'test': 6" in proc.stdout and "done at step 4" in proc.stdout
     assert "SX5.WAV\tempty file" in open(os.path.join(work, "skipped_files.txt")).read()
+
+
+def test_stream_prepares_a_raw_corpus_into_the_workdir_once(corpus_dir, tmp_path):
+    from avrnn_tf import config as config_lib
+    from avrnn_tf import loop
+
+    config = config_lib.base_config()
+    config.model.update(h_dim=8, z_dim=4, mlp_units=8)
+    config.data.update(path=corpus_dir, stream=True, frame_size=100, train_frames=7)
+    work = str(tmp_path / "w")
+    run = loop.Run(config, work)
+    stats_file = os.path.join(work, "prepared", "stats.json")
+    assert run.prepared is not None and os.path.isfile(stats_file)
+    raw = corpora.read_corpus(corpus_dir, "wav_dir", frame_size=100)
+    assert run.corpus.sizes() == {k: len(v) for k, v in raw.splits.items()}
+    assert run.num_train_chunks == sum(-(-(len(s) // 100) // 7) for _, s in raw.splits["train"])
+    x, mask = next(iter(run.train_dataset(0)))
+    assert x.shape == (config.data.batch_size, 7, 100) and mask.shape == (config.data.batch_size, 7)
+    stamp = os.stat(stats_file).st_mtime_ns
+    loop.Run(config, work)  # A rerun (resume) reuses the prepared directory.
+    assert os.stat(stats_file).st_mtime_ns == stamp
+    other = str(tmp_path / "other")
+    os.makedirs(other)
+    h.make_wav_dir(other, n=4)
+    config.data.path = other
+    with pytest.raises(audio.DataError, match="was prepared from"):
+        loop.Run(config, work)

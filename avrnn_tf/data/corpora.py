@@ -64,14 +64,20 @@ def _check_directory(path):
 
 
 def detect_format(path):
-    """'prepared', 'timit', 'fsdd' or 'wav_dir' for the directory `path` (see module docstring)."""
+    """'prepared', 'timit', 'fsdd' or 'wav_dir' for the directory `path` (see module docstring).
+
+    None when the directory holds no audio files at all (another format's data, or nothing):
+    the caller decides what that means.
+    """
     _check_directory(path)
     if os.path.isfile(os.path.join(path, STATS_FILE)):
         return "prepared"
     if _subdir(path, "TRAIN") or _subdir(path, "TEST"):
         return "timit"
     names = [os.path.basename(p) for p in _list(path, audio.AUDIO_EXTENSIONS)]
-    if names and all(_is_fsdd_name(n) for n in names):
+    if not names:
+        return None
+    if all(_is_fsdd_name(n) for n in names):
         return "fsdd"
     return "wav_dir"
 

@@ -91,8 +91,8 @@ def split_names(names, valid_fraction, seed):
 def load_corpus(data):
     """Reads the corpus a data config describes (synthetic when data.path is empty)."""
     fmt = data.format
-    if fmt == "auto" and data.path:  # Prepared, TIMIT, FSDD or any audio directory (data/corpora.py).
-        fmt = corpora.detect_format(data.path)
+    if fmt == "auto" and data.path and os.path.isdir(data.path):
+        fmt = corpora.detect_format(data.path) or fmt  # Prepared, TIMIT, FSDD or audio (corpora.py).
     if fmt == "prepared":
         return prepared.load_corpus(data)
     if fmt in corpora.FORMATS:

@@ -96,7 +96,7 @@ def prepare(source, output, fmt="auto", sample_rate=0, frame_size=200, valid_fra
     import tensorflow as tf
 
     if fmt == "auto":
-        fmt = corpora.detect_format(source)
+        fmt = corpora.detect_format(source) or "wav_dir"  # No audio: list_files says so below.
     if fmt == "prepared":
         raise audio.DataError(f"{source!r} is already a prepared corpus (it holds {STATS_FILE})")
     if fmt not in corpora.FORMATS:
@@ -343,6 +343,28 @@ def load_corpus(data):
     parts = {k: load_split(data.path, stats, k, limit) for k in SPLITS}
     return pipeline.Corpus(stats["sample_rate"], parts["train"], parts["valid"], parts["test"],
                            stats.get("source", os.path.abspath(data.path)))
+
+
+def prepare_for_run(data, directory, log=print):
+    """Prepares the raw corpus `data.path` into `directory` once; returns `directory`.
+
+    A rerun (resume) finds `directory/stats.json` and reuses it after checking that it was made
+    from the same source with the same frame size and rate.
+    """
+    if is_prepared(directory):
+        stats = load_stats(directory)
+        if stats.get("source") != os.path.abspath(data.path):
+            raise audio.DataError(f"{directory} was prepared from {stats.get('source')!r}, not "
+                                  f"config.data.path = {data.path!r}; use a new workdir")
+        check_config(stats, data, directory)
+        return directory
+    fmt = data.format if data.format in corpora.FORMATS else "auto"
+    log(f"preparing {data.path} into {directory} (config.data.stream=True)")
+    prepare(data.path, directory, fmt=fmt, sample_rate=data.sample_rate, frame_size=data.frame_size,
+            valid_fraction=data.valid_fraction, split_seed=data.split_seed, max_files=data.max_files,
+            skip_bad_files=data.skip_bad_files, decoder=corpora.resolve_decoder(data.decoder),
+            log=log)
+    return directory
 
 
 class PreparedInfo:

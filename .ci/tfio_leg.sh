@@ -18,15 +18,11 @@ fi
 . "$VENV_DIR/bin/activate"
 python -m pip install --quiet --upgrade pip
 # The stack tensorflow-io 0.37.1 was built against, plus the package's other dependencies at
-# versions that accept numpy 1.x. Keep in sync with the [tfio] extra in setup.py.
-python -m pip install --quiet \
-    "tensorflow==2.16.2" "tensorflow-probability==0.24.0" "tf-keras==2.16.0" \
-    "tensorflow-io==0.37.1" "tensorflow-io-gcs-filesystem==0.37.1" "numpy>=1.26,<2" \
-    "keras>=3.0.5,<3.16" "absl-py" "ml-collections==1.1.0" "scipy>=1.11,<1.16" \
-    "soundfile==0.14.0" "matplotlib>=3.8,<3.11" "pytest==9.2.0" "pytest-xdist==3.8.0" \
-    "hypothesis==6.168.3"
+# versions that accept numpy 1.x (requirements-tfio.txt), and the test tools.
+python -m pip install --quiet -r requirements-tfio.txt \
+    "pytest==9.2.0" "pytest-xdist==3.8.0" "hypothesis==6.168.3"
 python -m pip install --quiet --no-deps -e .
-python -m pip list --format=freeze | grep -iE '^(tensorflow|tensorflow-io|tensorflow-probability|tf-keras|keras|numpy|scipy|soundfile|ml-dtypes)=' || true
+python -m pip list --format=freeze | grep -iE '^(tensorflow|tensorflow-io|tensorflow-probability|tf[-_]keras|keras|numpy|scipy|soundfile|ml[-_]dtypes)=' || true
 echo "tfio leg: install took $(( $(date +%s) - START )) s"
 
 # tensorflow-io must be usable (an op that runs, not just an import), or this leg tests nothing.

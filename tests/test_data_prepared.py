@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -103,10 +104,17 @@ def test_config_that_disagrees_with_the_prepared_corpus_is_refused(prepared_dir,
     config.data.frame_size = 200
     with pytest.raises(audio.DataError, match=r"frame_size = 200 but .* frame_size 100"):
         loop.Run(config, str(tmp_path / "w"))
+    from avrnn_tf.data import prepared
+
+    copy = tmp_path / "copy"
+    shutil.copytree(prepared_dir, copy)
+    shard = copy / prepared.load_stats(prepared_dir)["shards"]["train"][0]
+    shard.write_bytes(shard.read_bytes()[:-10])
+    with pytest.raises(audio.DataError, match=r"train-00000-of-\d+\.tfrecord is \d+ bytes but"):
+        prepared.load_stats(str(copy))
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "stats.json").write_text("{not json")
-    from avrnn_tf.data import prepared
     with pytest.raises(audio.DataError, match="cannot be read as JSON"):
         prepared.load_stats(str(broken))
 

@@ -183,6 +183,8 @@ def prepare(source, output, fmt="auto", sample_rate=0, frame_size=200, valid_fra
         "source_hash": digest.hexdigest(), "decoder": decoder, "skipped_files": len(problems),
         "valid_fraction": valid_fraction, "split_seed": split_seed, "shards": shards,
         "train_length_histogram": {str(k): v for k, v in sorted(histogram.items())},
+        "shard_bytes": {name: os.path.getsize(os.path.join(output, name))
+                        for key in SPLITS for name in shards[key]},
     }
     with open(os.path.join(output, STATS_FILE), "w") as f:
         json.dump(stats, f, indent=2, sort_keys=True)
@@ -203,10 +205,16 @@ def load_stats(path):
     missing = [k for k in need if k not in stats]
     if missing:
         raise audio.DataError(f"{stats_path}: not written by avrnn-prepare (missing {missing})")
+    sizes = stats.get("shard_bytes", {})
     for key in SPLITS:
         for shard in stats["shards"].get(key, []):
             if not os.path.isfile(os.path.join(path, shard)):
                 raise audio.DataError(f"{stats_path} lists shard {shard!r}, which is missing")
+            # A truncated or rewritten shard would fail mid-epoch: catch it before training.
+            size = os.path.getsize(os.path.join(path, shard))
+            if shard in sizes and size != sizes[shard]:
+                raise audio.DataError(f"{os.path.join(path, shard)} is {size} bytes but {stats_path} "
+                                      f"says {sizes[shard]} (truncated or changed?): prepare again")
     if not stats["shards"].get("train"):
         raise audio.DataError(f"{stats_path}: the prepared corpus has no training split")
     return stats

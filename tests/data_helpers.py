@@ -48,3 +48,13 @@ def make_wav_dir(root, n=12, rate=8000, seconds=0.3):
               subtype="PCM_16")
         names.append(rel)
     return names
+
+
+def read_text(path):
+    with open(path) as f:
+        return f.read()
+
+
+def read_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()

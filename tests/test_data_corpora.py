@@ -102,7 +102,7 @@ def test_resampling_keeps_a_passband_tone_and_removes_one_above_nyquist(decoder)
 def _bad_files(root):
     """Writes one good corpus plus one file per bad case; returns {relative name: reason regex}."""
     h.make_wav_dir(root, n=10)
-    good = open(os.path.join(root, "spk0", "clip_00.wav"), "rb").read()
+    good = h.read_bytes(os.path.join(root, "spk0", "clip_00.wav"))
     cases = {}
     os.makedirs(os.path.join(root, "bad"))
     open(os.path.join(root, "bad", "empty.wav"), "wb").close()
@@ -150,7 +150,7 @@ def test_skip_bad_files_drops_exactly_the_bad_ones_and_writes_a_report(tmp_path,
     kept = [n for part in raw.splits.values() for n, _ in part]
     assert sorted(kept) == sorted(os.path.join(f"spk{k % 2}", f"clip_{k:02d}.wav") for k in range(10))
     assert {p.path for p in raw.skipped} == set(cases)
-    lines = [l.split("\t") for l in open(report).read().splitlines() if not l.startswith("#")]
+    lines = [l.split("\t") for l in h.read_text(report).splitlines() if not l.startswith("#")]
     assert {l[0] for l in lines} == set(cases) and all(l[1] for l in lines)
 
 

@@ -134,11 +134,11 @@ def test_prepare_cli_names_bad_files_then_skips_them_and_train_streams_it(tmp_pa
     proc = run_cli("avrnn_tf.prepare", f"--source={raw}", f"--output={out}", "--skip_bad_files",
                    "--sample_rate=8000", "--frame_size=80")
     assert proc.returncode == 0, proc.stderr
-    stats = json.load(open(os.path.join(out, "stats.json")))
+    stats = json.loads(h.read_text(os.path.join(out, "stats.json")))
     assert stats["source_format"] == "timit" and stats["sample_rate"] == 8000
     assert stats["split_sizes"]["test"] == 6 and stats["skipped_files"] == 1
     assert sum(stats["split_sizes"].values()) == 24  # 6*3 + 2*3 good files
-    assert "TRAIN/DR1/FTR10/SX7.WAV\t" in open(os.path.join(out, "skipped_files.txt")).read()
+    assert "TRAIN/DR1/FTR10/SX7.WAV\t" in h.read_text(os.path.join(out, "skipped_files.txt"))
 
     work = str(tmp_path / "run")
     proc = run_cli("avrnn_tf.train", "--config=configs/vrnn_gauss.py:tiny", f"--workdir={work}",
@@ -146,7 +146,7 @@ def test_prepare_cli_names_bad_files_then_skips_them_and_train_streams_it(tmp_pa
                    "--config.train.steps=6", "--config.train.eval_every=3", "--progress=none")
     assert proc.returncode == 0, proc.stderr
     assert "prepared from" in proc.stdout and "done at step 6" in proc.stdout
-    saved = json.load(open(os.path.join(work, "data_stats.json")))
+    saved = json.loads(h.read_text(os.path.join(work, "data_stats.json")))
     assert (saved["mean"], saved["std"]) == (stats["mean"], stats["std"])
 
 
@@ -162,7 +162,7 @@ def test_train_cli_reads_a_raw_timit_directory_and_reports_skipped_files(tmp_pat
     proc = run_cli("avrnn_tf.train", *args, "--config.data.skip_bad_files=True")
     assert proc.returncode == 0, proc.stderr
     assert "'test': 6" in proc.stdout and "done at step 4" in proc.stdout
-    assert "SX5.WAV\tempty file" in open(os.path.join(work, "skipped_files.txt")).read()
+    assert "SX5.WAV\tempty file" in h.read_text(os.path.join(work, "skipped_files.txt"))
 
 
 def test_stream_prepares_a_raw_corpus_into_the_workdir_once(corpus_dir, tmp_path):

@@ -10,7 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 START=$(date +%s)
 
-VENV_DIR="${TFIO_VENV:-$(mktemp -d)/venv}"
+SCRATCH="$(mktemp -d)"
+trap 'rm -rf "$SCRATCH"' EXIT
+VENV_DIR="${TFIO_VENV:-$SCRATCH/venv}"
 if [ ! -x "$VENV_DIR/bin/python" ]; then
     python3 -m venv "$VENV_DIR"
 fi
@@ -38,7 +40,7 @@ export AVRNN_REQUIRE_TFIO=1   # The data tests then fail instead of skipping the
 python -m pytest -q -n 2 tests/test_data_*.py
 
 # One short end-to-end run: prepare FSDD with tensorflow-io decoding, then train from the prepared dir.
-WORK="$(mktemp -d)"
+WORK="$SCRATCH/e2e"
 python -m avrnn_tf.prepare --source=../shared/data/fsdd --format=fsdd --output="$WORK/prepared" \
     --sample_rate=8000 --max_files=120 --decoder=tfio
 python -m avrnn_tf.train --config=configs/vrnn_gauss.py:tiny --workdir="$WORK/run" \

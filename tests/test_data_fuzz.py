@@ -77,3 +77,23 @@ def test_mutated_headers_give_audio_or_data_error(tmp_path, case):
             continue
         assert rate > 0 and samples.dtype == np.float32 and samples.ndim == 1
         assert len(samples) > 0 and np.all(np.isfinite(samples))
+
+
+@pytest.mark.parametrize("decoder", _decoders())
+def test_a_flac_header_claiming_2_to_the_36_frames_is_not_trusted(tmp_path, decoder):
+    # Found by the property test: STREAMINFO's 36-bit total-sample count set to all ones. soundfile
+    # then allocated 16 GB up front and tensorflow-io decoded for over 15 minutes.
+    data = bytearray(BASES["flac"])
+    assert data[:4] == b"fLaC"
+    data[8 + 13] |= 0x0F  # Low 4 bits of byte 13 of STREAMINFO: top of the 36-bit count.
+    data[8 + 14:8 + 18] = b"\xff\xff\xff\xff"
+    path = str(tmp_path / "huge.flac")
+    with open(path, "wb") as f:
+        f.write(data)
+    assert soundfile.info(path).frames >= 2 ** 32 - 1  # The header really lies.
+    try:
+        samples, _ = corpora.decode(path, decoder)
+    except audio.DataError as e:
+        assert path in str(e)
+    else:
+        assert len(samples) <= 400 and np.all(np.isfinite(samples))

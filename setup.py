@@ -33,10 +33,17 @@ setup(
     packages=find_packages(include=["avrnn_tf", "avrnn_tf.*"]),
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest==9.2.0", "pytest-xdist==3.8.0"]},
+    extras_require={
+        "test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "hypothesis==6.168.3"],
+        # tensorflow-io's last release (0.37.1) works only with TF 2.16; this extra cannot lower
+        # the tensorflow pin, so the working stack is installed from requirements-tfio.txt
+        # (see README, "tensorflow-io"). Without it the package decodes with soundfile.
+        "tfio": ["tensorflow-io==0.37.1", "tensorflow-io-gcs-filesystem==0.37.1"],
+    },
     entry_points={"console_scripts": [
         "avrnn-train=avrnn_tf.train:run",
         "avrnn-eval=avrnn_tf.evaluate:run",
+        "avrnn-prepare=avrnn_tf.prepare:run",
         "avrnn-export=avrnn_tf.export:run",
         "avrnn-reproduce=avrnn_tf.experiments.reproduce_paper:run",
         "avrnn-compare=avrnn_tf.experiments.compare:run",

@@ -24,6 +24,8 @@ from avrnn_tf.heads import EMISSIONS
 OPTIMIZERS = ("adam", "rmsprop")
 ALGORITHMS = ("elbo", "avrnn")
 DATA_FORMATS = ("auto", "synthetic", "wav_dir", "pianoroll")
+DATA_FORMATS = DATA_FORMATS + ("timit", "fsdd", "prepared")  # data/corpora.py, data/prepared.py
+DECODERS = ("auto", "soundfile", "tfio")
 
 
 class ConfigError(ValueError):
@@ -61,6 +63,10 @@ def base_config():
         max_valid_utterances=200,  # bound on validation cost; 0 = all
         synthetic_utterances=400,
         synthetic_seed=0,
+        skip_bad_files=False,   # True: skip unreadable/bad files (listed in <workdir>/skipped_files.txt)
+        decoder="auto",         # auto | soundfile | tfio (auto: tensorflow-io when its ops run)
+        shuffle_buffer=1024,    # chunks held by the shuffle buffer when streaming a prepared corpus
+        stream=False,           # True: prepare a raw data.path into <workdir>/prepared and stream it
     ))
     c.train = ml_collections.ConfigDict(dict(
         steps=2000,
@@ -176,6 +182,10 @@ _CHECKS = {
     "data.max_valid_utterances": (int, lambda v: v >= 0, "an integer >= 0"),
     "data.synthetic_utterances": (int, lambda v: v >= 4, "an integer >= 4"),
     "data.synthetic_seed": (int, None, "an integer"),
+    "data.skip_bad_files": (bool, None, "true or false"),
+    "data.decoder": (str, lambda v: v in DECODERS, f"one of {DECODERS}"),
+    "data.shuffle_buffer": (int, lambda v: v >= 1, "an integer >= 1"),
+    "data.stream": (bool, None, "true or false"),
     "train.steps": (int, lambda v: v >= 1, "an integer >= 1"),
     "train.optimizer": (str, lambda v: v in OPTIMIZERS, f"one of {OPTIMIZERS}"),
     "train.learning_rate": (float, lambda v: 0 < v < 10, "a float in (0, 10)"),

@@ -35,7 +35,10 @@ from avrnn_tf import config as config_lib
 from avrnn_tf import models
 from avrnn_tf import training
 from avrnn_tf import workdir as workdir_lib
+from avrnn_tf.data import corpora
 from avrnn_tf.data import pipeline
+from avrnn_tf.data import prepared as prepared_lib
+from avrnn_tf.data.audio import DataError
 
 
 def log(message):
@@ -70,7 +73,7 @@ def build_trainer(config, network):
 
 def emission_bias_for(config, corpus):
     """Bernoulli emission on piano-rolls: the logit of the training mean per note (as FIVO)."""
-    if corpus.binary and config.model.emission == "bernoulli":
+    if getattr(corpus, "binary", False) and config.model.emission == "bernoulli":
         from avrnn_tf.data import pianoroll
 
         return pianoroll.mean_logits([pipeline.frame(v, config.data.frame_size)
@@ -120,9 +123,17 @@ class Run:
         self.workdir = workdir
         self.interrupted = None  # The signal number once SIGTERM/SIGINT arrived.
         self.stop_reason = None
-        data, t = config.data, config.train
         workdir_lib.check_writable(workdir)
         self.lock = workdir_lib.WorkdirLock(workdir)
+        try:
+            self._setup(force_resume)
+        except BaseException:
+            self.lock.release()  # A run that failed to start leaves the workdir free.
+            raise
+
+    def _setup(self, force_resume):
+        config, workdir = self.config, self.workdir
+        data, t = config.data, config.train
         checkpoint_dir = os.path.join(workdir, "checkpoints")
         resuming = tf.train.latest_checkpoint(checkpoint_dir) is not None
         if resuming:
@@ -131,24 +142,38 @@ class Run:
                 log("resuming with a changed config (--force_resume): " + "; ".join(diffs))
         if t.deterministic:
             tf.config.experimental.enable_op_determinism()
-        self.corpus = pipeline.load_corpus(data)
         stats_path = os.path.join(workdir, "data_stats.json")
-        if resuming and os.path.exists(stats_path):  # A resumed run keeps its statistics.
-            saved = pipeline.load_stats(stats_path)
-            self.standardizer = pipeline.Standardizer(saved["mean"], saved["std"])
+        self.prepared = None  # A prepared corpus (data/prepared.py) is streamed, never loaded.
+        if prepared_lib.is_prepared(data.path) and data.format in ("auto", "prepared"):
+            self._use_prepared(data, stats_path, data.path)
+        elif data.stream and data.path:  # Raw corpus prepared on the fly, then streamed.
+            self._use_prepared(data, stats_path, prepared_lib.prepare_for_run(
+                data, os.path.join(workdir, "prepared"), log=log))
         else:
-            self.standardizer = pipeline.fit_standardizer(self.corpus)
-        self.stats = pipeline.save_stats(stats_path, self.corpus, self.standardizer, data.frame_size)
-        self.x, self.mask = pipeline.training_chunks(
-            self.corpus.train, self.standardizer, data.frame_size, data.train_frames)
-        self.valid_batches = pipeline.eval_batches(
-            self.corpus.valid, self.standardizer, data.frame_size, data.valid_batch_size,
-            data.max_valid_utterances)
+            self.corpus = pipeline.load_corpus(data)
+            if getattr(self.corpus, "skipped", None):
+                corpora.write_skipped(os.path.join(workdir, prepared_lib.SKIPPED_FILE),
+                                      self.corpus.skipped, self.corpus.source)
+            if resuming and os.path.exists(stats_path):  # A resumed run keeps its statistics.
+                saved = pipeline.load_stats(stats_path)
+                self.standardizer = pipeline.Standardizer(saved["mean"], saved["std"])
+            else:
+                self.standardizer = pipeline.fit_standardizer(self.corpus)
+            self.stats = pipeline.save_stats(stats_path, self.corpus, self.standardizer, data.frame_size)
+            self.x, self.mask = pipeline.training_chunks(
+                self.corpus.train, self.standardizer, data.frame_size, data.train_frames)
+            self.valid_batches = pipeline.eval_batches(
+                self.corpus.valid, self.standardizer, data.frame_size, data.valid_batch_size,
+                data.max_valid_utterances)
 
-        keras.utils.set_random_seed(t.seed)  # Same initial weights on every start of the run.
+        # Same initial weights on every start of the run. Only the initialisers need the seed:
+        # TensorFlow's global seed is cleared again because, once set, it breaks tf.data's
+        # shuffle with tensor seeds (the streamed pipeline's per-epoch shuffle).
+        keras.utils.set_random_seed(t.seed)
         self.network = models.create_network(config_lib.model_spec(
             config, data.frame_size, emission_bias_for(config, self.corpus)))
         self.trainer = build_trainer(config, self.network)
+        tf.random.set_seed(None)
         self.checkpoint = tf.train.Checkpoint(model=self.trainer, optimizer=self.trainer.optimizer)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, checkpoint_dir, max_to_keep=t.keep_checkpoints,
@@ -162,6 +187,52 @@ class Run:
         workdir_lib.check_writable(workdir, needed_bytes=size * (t.keep_checkpoints + 2))
         self.writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
         self.sampler = tf.function(self.network.sample)
+
+    def _use_prepared(self, data, stats_path, path):
+        """Data from the prepared directory `path`: statistics from its stats.json, training streamed."""
+        stats = prepared_lib.load_stats(path)
+        prepared_lib.check_config(stats, data, path)
+        if os.path.exists(stats_path):
+            saved = pipeline.load_stats(stats_path)
+            if (saved.get("mean"), saved.get("std")) != (stats["mean"], stats["std"]):
+                raise DataError(f"{path} was prepared again since this workdir's run started "
+                                f"(its mean/std differ from {stats_path}); use a new workdir")
+        self.prepared = prepared_lib.PreparedInfo(path, stats)
+        self.corpus = self.prepared
+        self.standardizer = pipeline.Standardizer(stats["mean"], stats["std"])
+        self.stats = dict(stats, prepared=os.path.abspath(path))
+        with open(stats_path, "w") as f:
+            json.dump(self.stats, f, indent=2, sort_keys=True)
+        self.x = self.mask = None
+        self.valid_batches = prepared_lib.eval_batches(
+            path, stats, "valid", data.valid_batch_size, data.max_valid_utterances)
+        if not self.valid_batches:
+            raise DataError(f"the prepared corpus {path} has an empty validation split")
+
+    @property
+    def num_train_chunks(self):
+        if self.prepared is not None:
+            return prepared_lib.num_chunks(self.prepared.stats, self.config.data.train_frames)
+        return len(self.x)
+
+    def train_dataset(self, step):
+        """Training batches for global steps step, step + 1, ... (in memory or streamed).
+
+        An A-VRNN trainer with `separate_batches` reads P = n_critic + 2 batches per step, as one
+        [P, B, T, D] element (streamed: one batch of P*B chunks, split in P).
+        """
+        data, seed = self.config.data, self.config.train.seed
+        if self.prepared is None:
+            return train_dataset(self.config, self.trainer, self.x, self.mask, step)
+        phases = getattr(self.trainer, "num_batches_per_step", 1)
+        phases = phases if getattr(self.trainer, "separate_batches", False) else 1
+        ds = prepared_lib.train_dataset(self.prepared.path, self.prepared.stats,
+                                        data.batch_size * phases, data.train_frames, seed, step,
+                                        data.shuffle_buffer)
+        if phases == 1:
+            return ds
+        split = lambda v: tf.reshape(v, tf.concat([[phases, data.batch_size], tf.shape(v)[1:]], 0))
+        return ds.map(lambda x, m: (split(x), split(m)))
 
     @property
     def step(self):
@@ -347,7 +418,7 @@ def _train(run, verbose):
     step = run.restore()
     run.save_config()
     log(f"{config.model.kind}/{config.model.emission} on {run.corpus.source}: "
-        f"{run.corpus.sizes()} utterances at {run.corpus.sample_rate} Hz, {len(run.x)} training "
+        f"{run.corpus.sizes()} utterances at {run.corpus.sample_rate} Hz, {run.num_train_chunks} training "
         f"chunks; {sum(int(np.prod(v.shape)) for v in run.network.trainable_variables):,} "
         f"parameters; steps {step} -> {t.steps}; workdir {os.path.abspath(run.workdir)}")
 
@@ -366,7 +437,7 @@ def _train(run, verbose):
         total_rounds = math.ceil(t.steps / t.eval_every)
         while step < t.steps and not run.interrupted:
             n = min(t.eval_every - step % t.eval_every, t.steps - step)
-            ds = train_dataset(config, run.trainer, run.x, run.mask, step)
+            ds = run.train_dataset(step)
             run.trainer.fit(ds, epochs=step // t.eval_every + 1, initial_epoch=step // t.eval_every,
                             steps_per_epoch=n, callbacks=[callback], verbose=verbose, shuffle=False)
             step = run.step

@@ -46,7 +46,9 @@ def read_audio(path):
     import soundfile  # Imported here so that the package imports without libsndfile.
 
     try:
-        samples, rate = soundfile.read(path, dtype="float32", always_2d=True)
+        samples, rate = _read_blocks(soundfile, path)
+    except DataError:
+        raise
     except Exception as e:  # soundfile raises several types (LibsndfileError, RuntimeError, ...)
         raise DataError(f"{path}: cannot decode as audio ({e})") from None
     if samples.shape[0] == 0:
@@ -55,6 +57,36 @@ def read_audio(path):
     if not np.all(np.isfinite(samples)):
         raise DataError(f"{path}: holds NaN or infinite samples")
     return samples.astype(np.float32), int(rate)
+
+
+MAX_CHANNELS = 64
+_BLOCK_VALUES = 1 << 22  # float32 values decoded per block (16 MB)
+
+
+def _read_blocks(soundfile, path):
+    """(float32 [frames, channels], rate) decoded block by block until the data ends.
+
+    A header's frame count is not trusted for the allocation (a mutated FLAC header claiming
+    2^32 - 1 frames would make `soundfile.read` allocate 16 GB); the data decides the length.
+    """
+    with soundfile.SoundFile(path) as f:
+        if not 1 <= f.channels <= MAX_CHANNELS:
+            raise DataError(f"{path}: header claims {f.channels} channels (at most {MAX_CHANNELS} "
+                            "are read)")
+        if f.samplerate <= 0:
+            raise DataError(f"{path}: header claims sample rate {f.samplerate}")
+        step = max(1, _BLOCK_VALUES // f.channels)
+        blocks = []
+        while True:
+            block = f.read(step, dtype="float32", always_2d=True)
+            if len(block) == 0:
+                break
+            blocks.append(block)
+            if len(block) < step:
+                break
+        rate = f.samplerate
+        samples = np.concatenate(blocks) if blocks else np.zeros([0, f.channels], np.float32)
+    return samples, int(rate)
 
 
 def resample(samples, from_rate, to_rate):

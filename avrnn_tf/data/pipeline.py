@@ -26,6 +26,8 @@ import numpy as np
 import tensorflow as tf
 
 from avrnn_tf.data import audio
+from avrnn_tf.data import corpora
+from avrnn_tf.data import prepared
 from avrnn_tf.data import synthetic
 
 FSDD_NAME = re.compile(r"^\d_[A-Za-z]+_(\d+)\.wav$")
@@ -94,6 +96,12 @@ def load_corpus(data):
         from avrnn_tf.data import pianoroll
 
         return pianoroll.load_corpus(data)
+    if fmt == "auto" and data.path and os.path.isdir(data.path):
+        fmt = corpora.detect_format(data.path) or fmt  # Prepared, TIMIT, FSDD or audio (corpora.py).
+    if fmt == "prepared":
+        return prepared.load_corpus(data)
+    if fmt in corpora.FORMATS:
+        return corpora.load_raw_corpus(data, fmt)
     if fmt == "auto":
         fmt = "wav_dir" if data.path else "synthetic"
     if fmt == "synthetic":

@@ -47,6 +47,7 @@ setup(
         "avrnn-export=avrnn_tf.export:run",
         "avrnn-reproduce=avrnn_tf.experiments.reproduce_paper:run",
         "avrnn-compare=avrnn_tf.experiments.compare:run",
+        "avrnn-bench=avrnn_tf.bench:run",
     ]},
     classifiers=["Programming Language :: Python :: 3", "Topic :: Scientific/Engineering"],
 )

@@ -1,0 +1,262 @@
+"""avrnn-bench: training, evaluation and generation speed, against the machine and the PyTorch peer.
+
+  python -m avrnn_tf.bench [--quick] [--output=bench.json]
+
+In one run it measures, each as the median (and min-max spread) of `--repeats` timed runs after a
+warm-up:
+  * the practical ceiling: GFLOP/s of a large float32 matmul;
+  * training throughput (frames/s) of VRNN-Gauss and A-VRNN at the reference size (x=200, LSTM 512,
+    MLP 256, z=64, batch 32, 40 frames) and at the tiny size, with the achieved GFLOP/s from an
+    analytic FLOP count (`train_flops_per_frame`) as a share of the ceiling;
+  * ../shared/peers/torch_vrnn.py on the same configuration when torch is importable, as a ratio;
+  * scaling: time per frame at 20/40/80/160 frames and batch 8/32/128, and peak RSS of training at
+    each sequence length (each in a fresh subprocess, so the peaks do not mix);
+  * IWAE-100 evaluation throughput and generation real-time factor (batch 1 and 16).
+It prints a table and writes everything to a JSON file. Timing is never asserted by tests.
+"""
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+from absl import app
+from absl import flags
+
+from avrnn_tf.tf_setup import import_tensorflow
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("repeats", 3, "Timed repetitions of every measurement.")
+flags.DEFINE_integer("steps", 10, "Training steps per timed repetition.")
+flags.DEFINE_bool("quick", False, "Skip scaling, memory and the peer (a one-minute smoke run).")
+flags.DEFINE_string("output", "bench.json", "Where the JSON results are written.")
+flags.DEFINE_string("peer", "../shared/peers/torch_vrnn.py", "The PyTorch peer script.")
+flags.DEFINE_string("child", "", "Internal: run one training measurement in this process (JSON).")
+
+REFERENCE = dict(x_dim=200, h_dim=512, z_dim=64, mlp_units=256, batch=32, frames=40)
+TINY = dict(x_dim=200, h_dim=32, z_dim=8, mlp_units=32, batch=8, frames=20)
+
+
+def train_flops_per_frame(x_dim, h_dim, z_dim, mlp_units, **_):
+    """Analytic FLOPs of one VRNN-Gauss training step per frame (forward x 3 for backward).
+
+    Counts the matmuls of the default network (phi_x 2 layers, phi_z 1, heads with one hidden
+    layer): 2 FLOPs per multiply-add; elementwise work is ignored (a few % at these sizes).
+    """
+    d, h, z, m = x_dim, h_dim, z_dim, mlp_units
+    macs = (d * m + m * m          # phi_x
+            + m * 4 * h            # phi_x -> LSTM gates (hoisted)
+            + m * m                # phi_x -> posterior layer 1 (hoisted)
+            + h * (4 * h + m)      # h_{t-1} -> LSTM gates | posterior layer 1 (fused)
+            + m * 2 * z            # posterior output
+            + z * m                # phi_z
+            + m * 4 * h            # phi_z -> LSTM gates
+            + h * m + m * 2 * z    # prior
+            + (m + h) * m + m * 2 * d)  # emission
+    return 3 * 2 * macs
+
+
+def summarize(values):
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "runs": len(values)}
+
+
+def matmul_gflops(tf, n=2048, repeats=3):
+    a = tf.random.normal([n, n])
+    f = tf.function(lambda a: tf.matmul(a, a))
+    f(a).numpy()
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(10):
+            out = f(a)
+        out.numpy()
+        rates.append(10 * 2 * n ** 3 / (time.perf_counter() - start) / 1e9)
+    return summarize(rates)
+
+
+def build_trainer(tf, size, algorithm="elbo", jit_compile=False):
+    import keras
+    import ml_collections
+
+    from avrnn_tf import config as config_lib
+    from avrnn_tf import loop
+    from avrnn_tf import models
+
+    config = config_lib.base_config()
+    config.model.update(h_dim=size["h_dim"], z_dim=size["z_dim"], mlp_units=size["mlp_units"])
+    config.train.algorithm = algorithm
+    config.adversarial.separate_batches = False
+    network = models.create_network(config_lib.model_spec(config, size["x_dim"]))
+    trainer = loop.build_trainer(config, network)
+    trainer.jit_compile = jit_compile
+    del keras, ml_collections
+    return trainer
+
+
+def train_throughput(tf, size, algorithm="elbo", repeats=3, steps=10, jit_compile=False):
+    """Frames/s of `fit` on a fixed synthetic batch (the input pipeline is measured elsewhere)."""
+    trainer = build_trainer(tf, size, algorithm, jit_compile)
+    b, t, d = size["batch"], size["frames"], size["x_dim"]
+    x = tf.random.stateless_normal([b, t, d], seed=[1, 2])
+    ds = tf.data.Dataset.from_tensors((x, tf.ones([b, t]))).repeat()
+    trainer.fit(ds, steps_per_epoch=3, epochs=1, verbose=0)
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        trainer.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
+        rates.append(steps * b * t / (time.perf_counter() - start))
+    return summarize(rates)
+
+
+def child_measure(spec):
+    """Runs in a subprocess: one training throughput + the process's peak RSS."""
+    tf = import_tensorflow()
+    size = dict(REFERENCE, **spec["size"])
+    result = train_throughput(tf, size, spec.get("algorithm", "elbo"), spec["repeats"],
+                              spec["steps"])
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("CHILD " + json.dumps(result), flush=True)
+
+
+def in_child(size, repeats, steps):
+    out = subprocess.run([sys.executable, "-m", "avrnn_tf.bench",
+                          "--child=" + json.dumps({"size": size, "repeats": repeats, "steps": steps})],
+                         capture_output=True, text=True, check=True)
+    line = [l for l in out.stdout.splitlines() if l.startswith("CHILD ")][-1]
+    return json.loads(line[len("CHILD "):])
+
+
+def iwae_throughput(tf, size, k=100, repeats=3):
+    from avrnn_tf import bounds
+    from avrnn_tf import config as config_lib
+    from avrnn_tf import models
+
+    config = config_lib.base_config()
+    config.model.update(h_dim=size["h_dim"], z_dim=size["z_dim"], mlp_units=size["mlp_units"])
+    network = models.create_network(config_lib.model_spec(config, size["x_dim"]))
+    b, t = 4, size["frames"]
+    x = tf.random.stateless_normal([b, t, size["x_dim"]], seed=[3, 4])
+
+    @tf.function
+    def run(x):
+        tiled = bounds.tile_batch(x, k)
+        noise = tf.random.stateless_normal(network.noise_shape(tiled), seed=[5, 6])
+        return bounds.iwae(network.frame_terms(tiled, noise), tf.ones([b, t]), k)["iwae"]
+
+    run(x).numpy()
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run(x).numpy()
+        rates.append(b * t / (time.perf_counter() - start))
+    return summarize(rates)
+
+
+def generation_rtf(tf, size, batch, seconds=2.0, sample_rate=16000, repeats=3):
+    from avrnn_tf import config as config_lib
+    from avrnn_tf import models
+
+    config = config_lib.base_config()
+    config.model.update(h_dim=size["h_dim"], z_dim=size["z_dim"], mlp_units=size["mlp_units"])
+    network = models.create_network(config_lib.model_spec(config, size["x_dim"]))
+    frames = int(seconds * sample_rate / size["x_dim"])
+    sample = tf.function(network.sample)
+    sample(batch, frames, tf.constant([1, 2])).numpy()
+    rates = []
+    for i in range(repeats):
+        start = time.perf_counter()
+        sample(batch, frames, tf.constant([1, 3 + i])).numpy()
+        rates.append(seconds / (time.perf_counter() - start))
+    return summarize(rates)
+
+
+def torch_peer(size, repeats):
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return None
+    if not os.path.exists(FLAGS.peer):
+        return None
+    rates = []
+    for _ in range(repeats):
+        out = subprocess.run(
+            [sys.executable, FLAGS.peer, "--x_dim", str(size["x_dim"]), "--h_dim", str(size["h_dim"]),
+             "--z_dim", str(size["z_dim"]), "--mlp", str(size["mlp_units"]),
+             "--batch", str(size["batch"]), "--frames", str(size["frames"]), "--steps", "10"],
+            capture_output=True, text=True, check=True)
+        rates.append(json.loads(out.stdout.strip().splitlines()[-1])["frames_per_s"])
+    return summarize(rates)
+
+
+def main(argv):
+    del argv
+    if FLAGS.child:
+        return child_measure(json.loads(FLAGS.child))
+    tf = import_tensorflow()
+    from absl import logging
+
+    logging.set_verbosity(logging.WARNING)
+    r, n = FLAGS.repeats, FLAGS.steps
+    res = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": os.cpu_count(),
+           "tensorflow": tf.__version__, "repeats": r, "steps_per_repeat": n}
+    res["matmul_gflops"] = matmul_gflops(tf, repeats=r)
+    ceiling = res["matmul_gflops"]["median"]
+    rows = []
+    for name, size in (("reference", REFERENCE), ("tiny", TINY)):
+        for algorithm in ("elbo", "avrnn"):
+            m = train_throughput(tf, size, algorithm, r, n)
+            flops = train_flops_per_frame(**size)
+            m["gflops"] = m["median"] * flops / 1e9
+            m["share_of_matmul"] = m["gflops"] / ceiling
+            res[f"train_{algorithm}_{name}"] = m
+            rows.append((f"train {'VRNN-Gauss' if algorithm == 'elbo' else 'A-VRNN'} {name}",
+                         f"{m['median']:.0f} frames/s [{m['min']:.0f}-{m['max']:.0f}]",
+                         f"{m['gflops']:.1f} GFLOP/s ({100 * m['share_of_matmul']:.0f}% of matmul)"
+                         if algorithm == "elbo" else ""))
+    ratio = res["train_elbo_reference"]["median"] / res["train_avrnn_reference"]["median"]
+    res["avrnn_step_over_vrnn_step"] = ratio
+    rows.append(("A-VRNN iteration / VRNN step (time)", f"{ratio:.2f}x", "target <= 2.2x"))
+    if not FLAGS.quick:
+        peer = torch_peer(REFERENCE, r)
+        res["torch_peer_reference"] = peer
+        if peer:
+            res["speedup_over_torch_peer"] = res["train_elbo_reference"]["median"] / peer["median"]
+            rows.append(("PyTorch peer reference", f"{peer['median']:.0f} frames/s",
+                         f"ours {res['speedup_over_torch_peer']:.2f}x (target >= 2x)"))
+        res["scaling_frames"] = {}
+        for frames in (20, 40, 80, 160):
+            m = in_child({"frames": frames}, r, n)
+            res["scaling_frames"][frames] = m
+            rows.append((f"reference, {frames} frames/seq", f"{1e6 / m['median']:.1f} us/frame",
+                         f"peak RSS {m['peak_rss_mb']:.0f} MB"))
+        res["scaling_batch"] = {}
+        for batch in (8, 32, 128):
+            m = in_child({"batch": batch}, r, n)
+            res["scaling_batch"][batch] = m
+            rows.append((f"reference, batch {batch}", f"{1e6 / m['median']:.1f} us/frame", ""))
+    m = iwae_throughput(tf, REFERENCE, 100, r)
+    res["iwae100_eval_reference"] = m
+    rows.append(("IWAE-100 eval, reference", f"{m['median']:.0f} frames/s", "(x100 samples)"))
+    for batch in (1, 16):
+        m = generation_rtf(tf, REFERENCE, batch, repeats=r)
+        res[f"generation_rtf_reference_batch{batch}"] = m
+        rows.append((f"generation, reference, batch {batch}", f"{m['median']:.0f}x real time",
+                     "per stream at 16 kHz"))
+    rows.insert(0, ("large matmul (ceiling)", f"{ceiling:.1f} GFLOP/s", ""))
+    width = max(len(a) for a, _, _ in rows)
+    print("\n".join(f"{a:<{width}}  {b:<28} {c}" for a, b, c in rows))
+    with open(FLAGS.output, "w") as f:
+        json.dump(res, f, indent=2)
+    print(f"avrnn-bench: wrote {FLAGS.output}")
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -103,11 +103,11 @@ def train_throughput(tf, size, algorithm="elbo", repeats=3, steps=10, jit_compil
     b, t, d = size["batch"], size["frames"], size["x_dim"]
     x = tf.random.stateless_normal([b, t, d], seed=[1, 2])
     ds = tf.data.Dataset.from_tensors((x, tf.ones([b, t]))).repeat()
-    trainer.fit(ds, steps_per_epoch=3, epochs=1, verbose=0)
+    trainer.fit(ds, steps_per_epoch=3, epochs=1, verbose=0, shuffle=False)
     rates = []
     for _ in range(repeats):
         start = time.perf_counter()
-        trainer.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
+        trainer.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
         rates.append(steps * b * t / (time.perf_counter() - start))
     return summarize(rates)
 

@@ -20,6 +20,17 @@ class DataError(ValueError):
     """The data (a directory, a file, its contents) is not what the package can use."""
 
 
+def list_files(directory, extensions):
+    """Sorted paths below `directory` (recursively) whose names end with one of `extensions`."""
+    found = []
+    for root, dirs, files in os.walk(directory):
+        dirs.sort()
+        for name in sorted(files):
+            if name.lower().endswith(tuple(extensions)):
+                found.append(os.path.join(root, name))
+    return found
+
+
 def find_audio_files(directory, extensions=AUDIO_EXTENSIONS):
     """Sorted paths of the audio files below `directory` (recursively, case-insensitive suffix)."""
     if not directory:
@@ -29,12 +40,7 @@ def find_audio_files(directory, extensions=AUDIO_EXTENSIONS):
                         f"(resolved to {os.path.abspath(directory)!r})")
     if not os.path.isdir(directory):
         raise DataError(f"data path {directory!r} is not a directory")
-    found = []
-    for root, dirs, files in os.walk(directory):
-        dirs.sort()
-        for name in sorted(files):
-            if name.lower().endswith(tuple(extensions)):
-                found.append(os.path.join(root, name))
+    found = list_files(directory, extensions)
     if not found:
         raise DataError(f"data directory {directory!r} holds no audio files "
                         f"(looked for {', '.join(extensions)}, recursively)")

@@ -89,13 +89,7 @@ def _is_fsdd_name(name):
 
 
 def _list(directory, extensions):
-    found = []
-    for root, dirs, files in os.walk(directory):
-        dirs.sort()
-        for name in sorted(files):
-            if name.lower().endswith(tuple(extensions)):
-                found.append(os.path.join(root, name))
-    return found
+    return audio.list_files(directory, extensions)
 
 
 def list_files(path, fmt):

@@ -198,12 +198,19 @@ def eval_batches(utterances, standardizer, frame_size, batch_size, max_utterance
     """
     if max_utterances:
         utterances = utterances[:max_utterances]
-    frames = sorted((frame(standardizer.apply(s), frame_size) for _, s in utterances), key=len)
+    return pad_batches([frame(standardizer.apply(s), frame_size) for _, s in utterances],
+                       batch_size)
+
+
+def pad_batches(frames, batch_size):
+    """Frame arrays [T_i, D] -> padded (x [B, T_b, D], mask [B, T_b]) batches, sorted by length,
+    T_b rounded up to a multiple of 8 frames."""
+    frames = sorted(frames, key=len)
     batches = []
     for start in range(0, len(frames), batch_size):
         group = frames[start:start + batch_size]
         t = -(-max(len(f) for f in group) // 8) * 8
-        x = np.zeros([len(group), t, frame_size], np.float32)
+        x = np.zeros([len(group), t, group[0].shape[-1]], np.float32)
         mask = np.zeros([len(group), t], np.float32)
         for i, f in enumerate(group):
             x[i, :len(f)] = f

@@ -316,19 +316,9 @@ def eval_batches(path, stats, split, batch_size, max_utterances=0):
     ds = records(path, stats, split)
     if max_utterances:
         ds = ds.take(max_utterances)
-    frames = sorted((f.numpy() for _, f in ds), key=len)
-    d = stats["frame_size"]
-    batches = []
-    for start in range(0, len(frames), batch_size):
-        group = frames[start:start + batch_size]
-        t = -(-max(len(f) for f in group) // 8) * 8
-        x = np.zeros([len(group), t, d], np.float32)
-        mask = np.zeros([len(group), t], np.float32)
-        for i, f in enumerate(group):
-            x[i, :len(f)] = f
-            mask[i, :len(f)] = 1.0
-        batches.append((x, mask))
-    return batches
+    from avrnn_tf.data import pipeline  # pipeline imports this module at its top.
+
+    return pipeline.pad_batches([f.numpy() for _, f in ds], batch_size)
 
 
 def load_split(path, stats, split, max_utterances=0):

@@ -278,7 +278,8 @@ class Run:
                 "space and rerun the same command to resume from it", exit_code=4) from None
 
     def save_best(self, valid_loss):
-        """Keeps checkpoints/best/ at the lowest validation loss seen (best.json records it)."""
+        """Keeps checkpoints/best/ at the lowest `valid_loss` seen (-ELBO per frame; best.json
+        records it)."""
         path = os.path.join(self.workdir, "checkpoints", "best.json")
         best = json.load(open(path)) if os.path.exists(path) else None
         if not math.isfinite(valid_loss) or (best and best["valid_loss"] <= valid_loss):
@@ -304,7 +305,8 @@ class Run:
         result = self.trainer.evaluate(ds, verbose=0, return_dict=True)
         self.write_scalars("valid", result, self.step)
         self.write_latent_histograms()
-        self.save_best(float(result["loss"]))
+        # Best by held-out ELBO (for A-VRNN and Z-Forcing `loss` is not the ELBO).
+        self.save_best(-float(result["elbo_per_frame"]))
         return result
 
     def write_latent_histograms(self):

@@ -128,3 +128,14 @@ def test_missing_config_file_gives_a_clear_error(tmp_path):
     result = train(str(tmp_path / "w"), "configs/no_such_model.py:tiny")
     assert result.returncode == 2 and "configs/no_such_model.py" in result.stderr
     assert "does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_best_checkpoint_is_the_highest_validation_elbo(synthetic_run, tf):
+    workdir, events = synthetic_run[0], synthetic_run[4]
+    best = json.load(open(os.path.join(workdir, "checkpoints", "best.json")))
+    elbo = dict(events["valid/elbo_per_frame"])
+    assert set(elbo) == {0, 30, 60, 90}
+    assert best["step"] == max(elbo, key=elbo.get)
+    assert best["valid_loss"] == pytest.approx(-elbo[best["step"]], rel=1e-5)
+    best_dir = os.path.join(workdir, "checkpoints", "best")
+    assert tf.train.latest_checkpoint(best_dir).endswith(f"ckpt-{best['step']}")

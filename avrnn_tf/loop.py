@@ -59,6 +59,21 @@ def make_optimizer(train):
     return keras.optimizers.RMSprop(train.learning_rate)
 
 
+STRATEGIES = ("default", "mirrored")
+
+
+def make_strategy(name):
+    """The tf.distribute strategy called `name`: "default" (one device) or "mirrored" (every local
+    GPU, or every logical CPU device; data-parallel, gradients summed across replicas)."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        return tf.distribute.MirroredStrategy(devices)
+    raise config_lib.ConfigError(f"unknown strategy {name!r}; expected one of {STRATEGIES}")
+
+
 def build_trainer(config, network):
     """The compiled training algorithm a config asks for, its optimizer(s) built."""
     t = config.train
@@ -68,6 +83,7 @@ def build_trainer(config, network):
                                    kl_weight=t.kl_weight, **config_lib.trainer_options(t))
     trainer.compile(optimizer=make_optimizer(t))
     trainer.optimizer.build(network.trainable_variables)
+    trainer.built = True  # Its network is built; keeps fit from calling it to build (tf.distribute).
     return trainer
 
 
@@ -103,6 +119,7 @@ def build_avrnn_trainer(config, network):
     trainer.optimizer.build(trainer.recon_variables)
     trainer.set_phase_optimizers(keras.optimizers.RMSprop(a.critic_learning_rate),
                                  keras.optimizers.RMSprop(a.adversarial_learning_rate))
+    trainer.built = True
     return trainer
 
 
@@ -118,9 +135,10 @@ def train_dataset(config, trainer, x, mask, start_step):
 class Run:
     """Everything a training run holds: data, trainer, checkpoint manager, summary writer."""
 
-    def __init__(self, config, workdir, force_resume=False):
+    def __init__(self, config, workdir, force_resume=False, strategy="default"):
         self.config = config_lib.validate(config)
         self.workdir = workdir
+        self.strategy = make_strategy(strategy)
         self.interrupted = None  # The signal number once SIGTERM/SIGINT arrived.
         self.stop_reason = None
         workdir_lib.check_writable(workdir)
@@ -169,10 +187,11 @@ class Run:
         # Same initial weights on every start of the run. Only the initialisers need the seed:
         # TensorFlow's global seed is cleared again because, once set, it breaks tf.data's
         # shuffle with tensor seeds (the streamed pipeline's per-epoch shuffle).
-        keras.utils.set_random_seed(t.seed)
-        self.network = models.create_network(config_lib.model_spec(
-            config, data.frame_size, emission_bias_for(config, self.corpus)))
-        self.trainer = build_trainer(config, self.network)
+        with self.strategy.scope():  # Variables and optimizers live on the strategy's devices.
+            keras.utils.set_random_seed(t.seed)
+            self.network = models.create_network(config_lib.model_spec(
+                config, data.frame_size, emission_bias_for(config, self.corpus)))
+            self.trainer = build_trainer(config, self.network)
         tf.random.set_seed(None)
         self.checkpoint = tf.train.Checkpoint(model=self.trainer, optimizer=self.trainer.optimizer)
         self.manager = tf.train.CheckpointManager(
@@ -399,7 +418,7 @@ class StepCallback(keras.callbacks.Callback):
             run.write_audio()
 
 
-def train_and_evaluate(config, workdir, verbose="auto", force_resume=False):
+def train_and_evaluate(config, workdir, verbose="auto", force_resume=False, strategy="default"):
     """Trains (or resumes) the run in `workdir` up to `config.train.steps` steps.
 
     Returns a dict with the final step, the last validation metrics and the written sample files.
@@ -407,7 +426,7 @@ def train_and_evaluate(config, workdir, verbose="auto", force_resume=False):
     workdir.WorkdirError when the workdir cannot be used, and ConfigError / DataError for bad input
     (all before anything in the workdir is overwritten).
     """
-    run = Run(config, workdir, force_resume)
+    run = Run(config, workdir, force_resume, strategy)
     try:
         return _train(run, verbose)
     finally:

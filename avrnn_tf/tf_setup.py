@@ -5,6 +5,9 @@ absl logging is initialised, so TF_CPP_MIN_LOG_LEVEL alone does not silence them
 programs call `import_tensorflow()` first: it points fd 2 at a temporary file while TensorFlow loads
 and initialises its devices, then restores it. If the import fails, what was captured is replayed so
 a real error is never hidden.
+
+`AVRNN_VIRTUAL_CPUS=N` (N > 1) splits the CPU into N logical devices before TensorFlow starts, so
+`--strategy=mirrored` can be tried (and tested) on a machine without accelerators.
 """
 
 import os
@@ -28,7 +31,11 @@ def import_tensorflow():
     os.dup2(capture.fileno(), 2)
     try:
         import tensorflow as tf
-        tf.config.list_physical_devices()
+        cpus = tf.config.list_physical_devices("CPU")
+        virtual = int(os.environ.get("AVRNN_VIRTUAL_CPUS", "0") or 0)
+        if virtual > 1 and cpus:  # Several logical CPU devices, e.g. to try --strategy=mirrored.
+            tf.config.set_logical_device_configuration(
+                cpus[0], [tf.config.LogicalDeviceConfiguration()] * virtual)
         tf.constant(0.0) + 1.0  # Device initialisation also prints (cuInit on CPU-only machines).
         tf.get_logger().setLevel("ERROR")
         import tensorflow_probability  # noqa: F401  (its tf-keras import logs too)

@@ -32,6 +32,9 @@ flags.DEFINE_enum("progress", "auto", ["auto", "bar", "epoch", "none"],
 flags.DEFINE_bool("force_resume", False,
                   "Continue the run in --workdir even though its saved config differs from this one "
                   "in fields that define the experiment (model, data, optimizer, seed).")
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored"],
+                  "tf.distribute strategy: one device, or data-parallel over every local GPU (every "
+                  "logical CPU device without GPUs; AVRNN_VIRTUAL_CPUS=N makes N of them).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 _VERBOSE = {"auto": 1 if sys.stdout.isatty() else 2, "bar": 1, "epoch": 2, "none": 0}
@@ -53,7 +56,7 @@ def main(argv):
 
     try:
         loop.train_and_evaluate(FLAGS.config, FLAGS.workdir, verbose=_VERBOSE[FLAGS.progress],
-                                force_resume=FLAGS.force_resume)
+                                force_resume=FLAGS.force_resume, strategy=FLAGS.strategy)
     except (config_lib.ConfigError, DataError, WorkdirError) as e:
         fail(str(e))
     except loop.TrainingStopped as e:

@@ -41,11 +41,48 @@ def step_seed(seed, step):
     return tf.random.experimental.stateless_fold_in(base, tf.cast(step, tf.int32))
 
 
+def _replicas():
+    """The replica context when running on several replicas (tf.distribute), else None."""
+    ctx = tf.distribute.get_replica_context()
+    return ctx if ctx is not None and ctx.num_replicas_in_sync > 1 else None
+
+
 def clip_gradients(grads, clip_norm):
-    """Clips by global norm when clip_norm > 0; returns (grads, norm before clipping)."""
+    """Clips by global norm when clip_norm > 0; returns (grads, norm before clipping).
+
+    On several replicas the norm is that of the summed (global) gradient, and every replica scales
+    its local gradient by the same factor, so the sum the optimizer applies equals the
+    single-device clipped gradient.
+    """
+    ctx = _replicas()
+    norm = tf.linalg.global_norm(ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads) if ctx else grads)
     if clip_norm and clip_norm > 0:
-        return tf.clip_by_global_norm(grads, clip_norm)
-    return grads, tf.linalg.global_norm(grads)
+        factor = clip_norm / tf.maximum(norm, clip_norm)
+        grads = [None if g is None else g * factor for g in grads]
+    return grads, norm
+
+
+def num_replicas():
+    ctx = _replicas()
+    return ctx.num_replicas_in_sync if ctx else 1
+
+
+def replica_normal(shape, seed):
+    """Standard Normal noise of `shape` [B, ...]; on several replicas, this replica's rows of the
+    noise of the global batch [B * replicas, ...], so a mirrored step draws what one device would."""
+    ctx = _replicas()
+    if ctx is None:
+        return tf.random.stateless_normal(shape, seed=seed)
+    n, r = ctx.num_replicas_in_sync, ctx.replica_id_in_sync_group
+    shape = tf.convert_to_tensor(shape)
+    full = tf.random.stateless_normal(tf.concat([[shape[0] * n], shape[1:]], 0), seed=seed)
+    return full[r * shape[0]:(r + 1) * shape[0]]
+
+
+def global_sum(value):
+    """`value` summed over the replicas (itself on one device)."""
+    ctx = _replicas()
+    return ctx.all_reduce(tf.distribute.ReduceOp.SUM, value) if ctx else value
 
 
 def apply_if_finite(optimizer, loss, grads, variables, clip_norm):
@@ -58,16 +95,39 @@ def apply_if_finite(optimizer, loss, grads, variables, clip_norm):
     """
     grads, norm = clip_gradients(grads, clip_norm)
     finite = tf.math.is_finite(tf.cast(loss, tf.float32)) & tf.math.is_finite(norm)
+    ctx = _replicas()
+    if ctx is None:
+        def apply():
+            optimizer.apply_gradients(zip(grads, variables))
+            return tf.constant(True)
 
-    def apply():
-        optimizer.apply_gradients(zip(grads, variables))
-        return tf.constant(True)
+        def skip():
+            optimizer.iterations.assign_add(1)
+            return tf.constant(False)
 
-    def skip():
-        optimizer.iterations.assign_add(1)
-        return tf.constant(False)
+        tf.cond(finite, apply, skip)
+        return finite, norm
 
-    tf.cond(finite, apply, skip)
+    # Several replicas: every replica must take the same branch, and a branch that applies
+    # gradients synchronises (merge_call), which tf.distribute allows only from a cross-replica
+    # context; so the decision is all-reduced and the cond runs there.
+    finite = ctx.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32)) == 0
+
+    def cross_replica(distribution, finite, grads):
+        decision = distribution.experimental_local_results(finite)[0]
+
+        def apply():
+            distribution.extended.call_for_each_replica(
+                lambda g: optimizer.apply_gradients(zip(g, variables)), args=(grads,))
+            return tf.constant(True)
+
+        def skip():
+            optimizer.iterations.assign_add(1)
+            return tf.constant(False)
+
+        return tf.cond(decision, apply, skip)
+
+    ctx.merge_call(cross_replica, args=(finite, grads))
     return finite, norm
 
 
@@ -113,6 +173,15 @@ class ELBOTrainer(keras.Model):
     def metrics(self):
         return list(self._trackers.values())
 
+    def results(self, keep=lambda name: True):
+        """{name: value} of the metrics. On several replicas each replica's Mean holds only its own
+        sums, and Keras averages the returned logs over replicas, which would weight replicas
+        equally; so the sums are all-reduced here and every replica returns the global ratio."""
+        if _replicas() is None:
+            return {m.name: m.result() for m in self.metrics if keep(m.name)}
+        return {m.name: global_sum(m.total) / tf.maximum(global_sum(m.count), 1e-12)
+                for m in self.metrics if keep(m.name)}
+
     def count_finite(self, finite):
         """Updates the non-finite counters after a step; returns them as a dict of logs."""
         bad = tf.cast(tf.logical_not(finite), "int64")
@@ -122,12 +191,17 @@ class ELBOTrainer(keras.Model):
                 "nonfinite_streak": tf.convert_to_tensor(self.nonfinite_streak)}
 
     def call(self, inputs, training=False):
-        """Per-sequence ELBO [B] of `(x, mask)` with evaluation noise."""
-        x, mask = inputs
+        """Per-sequence ELBO [B] of `(x, mask)` (or of x alone, every frame real), evaluation noise."""
+        if isinstance(inputs, (tuple, list)):
+            x, mask = inputs
+        else:
+            x = inputs
+            mask = tf.ones(tf.shape(x)[:2], x.dtype)
         return self.bound_terms(x, mask, step_seed(self.seed, EVAL_FOLD))["elbo"]
 
     def noise(self, x, seed):
-        return tf.random.stateless_normal(self.network.noise_shape(x), seed=seed)
+        """Posterior noise [B, T, Z] for the frames x (see `replica_normal`)."""
+        return replica_normal(self.network.noise_shape(x), seed)
 
     def scheduled_kl_weight(self, step):
         """The KL weight at training step `step` (a scalar tensor)."""
@@ -174,18 +248,20 @@ class ELBOTrainer(keras.Model):
         with tf.GradientTape() as tape:
             kl_weight = self.scheduled_kl_weight(self.optimizer.iterations)
             b = self.bound_terms(x, mask, seed, kl_weight)
-            loss = -tf.reduce_sum(b["objective"]) / tf.maximum(tf.reduce_sum(b["num_frames"]), 1.0)
+            # Divided by the frames of the global batch: replicas' gradients are summed.
+            loss = -tf.reduce_sum(b["objective"]) / tf.maximum(
+                global_sum(tf.reduce_sum(b["num_frames"])), 1.0)
         finite, norm = apply_if_finite(self.optimizer, loss, tape.gradient(loss, variables),
                                        variables, self.clip_norm)
         self._update_metrics(b, norm, finite)
         if self.kl_schedule is not None:
             self._trackers["kl_weight"].update_state(kl_weight)
-        return {**{m.name: m.result() for m in self.metrics}, **self.count_finite(finite)}
+        return {**self.results(), **self.count_finite(finite)}
 
     def test_step(self, data):
         x, mask = data
         self._update_metrics(self.bound_terms(x, mask, step_seed(self.seed, EVAL_FOLD)))
-        return {m.name: m.result() for m in self.metrics if m.name not in ("grad_norm", "kl_weight")}
+        return self.results(lambda name: name not in ("grad_norm", "kl_weight"))
 
 
 # ------------------------------------------------------------------------------------------
@@ -328,7 +404,7 @@ class AVRNNTrainer(ELBOTrainer):
         """
         q_seed, p_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
         out = self.network.trajectory(x, self.noise(x, q_seed))
-        eps = tf.random.stateless_normal(tf.shape(out["z"]), seed=p_seed)
+        eps = replica_normal(tf.shape(out["z"]), p_seed)
         return out["prior_loc"] + out["prior_scale"] * eps, out["z"]
 
     def reconstruction_step(self, x, mask, seed):
@@ -337,7 +413,8 @@ class AVRNNTrainer(ELBOTrainer):
         variables = self.recon_variables
         with tf.GradientTape() as tape:
             b = self.bound_terms(x, mask, seed)
-            loss = -tf.reduce_sum(b["objective"]) / tf.maximum(tf.reduce_sum(b["num_frames"]), 1.0)
+            loss = -tf.reduce_sum(b["objective"]) / tf.maximum(
+                global_sum(tf.reduce_sum(b["num_frames"])), 1.0)
         finite, norm = apply_if_finite(self.optimizer, loss, tape.gradient(loss, variables),
                                        variables, self.clip_norm)
         return b, norm, finite
@@ -357,8 +434,10 @@ class AVRNNTrainer(ELBOTrainer):
                 gp_seed = tf.random.experimental.stateless_fold_in(seed, 7)
                 penalty = adversarial.gradient_penalty(self.critic, z_prior, z_post, mask, gp_seed)
                 loss = loss + self.gp_weight * penalty
-        finite, norm = apply_if_finite(self.critic_optimizer, loss, tape.gradient(loss, variables),
-                                       variables, clip_norm=0.0)
+            # Batch means: replicas' gradients are summed, so each contributes 1/replicas.
+            replica_loss = loss / num_replicas()
+        finite, norm = apply_if_finite(self.critic_optimizer, loss,
+                                       tape.gradient(replica_loss, variables), variables, clip_norm=0.0)
         if self.critic_type == "wgan":
             adversarial.clip_weights(variables, self.clip_value)
         return {"critic_loss": loss, "gradient_penalty": penalty, "grad_norm_critic": norm,
@@ -375,7 +454,9 @@ class AVRNNTrainer(ELBOTrainer):
                 loss = adversarial.gan_adversarial_loss(d_prior, d_post)
             else:
                 loss = adversarial.adversarial_loss(d_prior, d_post)
-        grads = tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            replica_loss = loss / num_replicas()
+        grads = tape.gradient(replica_loss, variables,
+                              unconnected_gradients=tf.UnconnectedGradients.ZERO)
         grads = [g if m is None else g * m for g, m in zip(grads, self._adversarial_masks)]
         finite, norm = apply_if_finite(self.adversarial_optimizer, loss, grads, variables,
                                        self.clip_norm)
@@ -417,11 +498,11 @@ class AVRNNTrainer(ELBOTrainer):
             update("adversarial_loss", loss, adv_finite)
             update("grad_norm_adversarial", adv_norm, adv_finite)
             all_finite = all_finite & adv_finite
-        return {**{m.name: m.result() for m in self.metrics}, **self.count_finite(all_finite)}
+        return {**self.results(), **self.count_finite(all_finite)}
 
     def test_step(self, data):
         """Held-out ELBO metrics only (the same names as `ELBOTrainer.test_step`)."""
         x, mask = data
         self._update_metrics(self.bound_terms(x, mask, step_seed(self.seed, EVAL_FOLD)))
         keep = ("loss", "elbo_per_frame", "elbo_per_sequence", "log_px_per_frame", "kl_per_frame")
-        return {m.name: m.result() for m in self.metrics if m.name in keep}
+        return self.results(lambda name: name in keep)

@@ -1,0 +1,41 @@
+"""tf.distribute: a MirroredStrategy step over two devices equals the single-device step."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import PROJECT_ROOT
+
+
+@pytest.mark.parametrize("kind,clip", [("vrnn", 0.0), ("vrnn", 0.5), ("rnn", 0.5), ("avrnn", 0.5)])
+def test_mirrored_update_equals_single_device_on_the_concatenated_batch(kind, clip):
+    out = subprocess.run([sys.executable, os.path.join(PROJECT_ROOT, "tests", "distributed_check.py"),
+                          kind, str(clip)], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                         timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["steps"] == [5, 5]
+    assert r["initial_diff"] == 0.0
+    assert r["moved"] > 1e-2  # the comparison is not between two unchanged models
+    assert r["final_diff"] < 1e-5, r  # same masks, noise rows, global frame count and clipping
+
+
+def test_cli_mirrored_run_on_two_virtual_cpus_matches_the_single_device_run(tmp_path, tf):
+    from conftest import read_events, run_cli
+
+    logs = {}
+    for name, env, extra in (("single", {}, []),
+                             ("mirrored", {"AVRNN_VIRTUAL_CPUS": "2"}, ["--strategy=mirrored"])):
+        result = run_cli("avrnn_tf.train", "--config=configs/vrnn_gauss.py:tiny",
+                         f"--workdir={tmp_path / name}", "--progress=none",
+                         "--config.train.steps=30", *extra, env=env)
+        assert result.returncode == 0, result.stderr
+        logs[name] = read_events(str(tmp_path / name / "tensorboard"))
+    for tag in ("train/loss", "valid/elbo_per_frame", "valid/elbo_per_sequence"):
+        single, mirrored = logs["single"][tag], logs["mirrored"][tag]
+        assert [s for s, _ in single] == [s for s, _ in mirrored]
+        for (_, a), (_, b) in zip(single, mirrored):
+            assert b == pytest.approx(a, rel=1e-4), tag  # metrics are global ratios, not replica means

@@ -29,12 +29,17 @@ from absl import flags
 from avrnn_tf.tf_setup import import_tensorflow
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("repeats", 3, "Timed repetitions of every measurement.")
-flags.DEFINE_integer("steps", 10, "Training steps per timed repetition.")
-flags.DEFINE_bool("quick", False, "Skip scaling, memory and the peer (a one-minute smoke run).")
-flags.DEFINE_string("output", "bench.json", "Where the JSON results are written.")
-flags.DEFINE_string("peer", "../shared/peers/torch_vrnn.py", "The PyTorch peer script.")
-flags.DEFINE_string("child", "", "Internal: run one training measurement in this process (JSON).")
+
+
+def define_flags():
+    """Defined only when the program runs, so importing this module defines no global flags."""
+    flags.DEFINE_integer("repeats", 3, "Timed repetitions of every measurement.")
+    flags.DEFINE_integer("steps", 10, "Training steps per timed repetition.")
+    flags.DEFINE_bool("quick", False, "Skip scaling, memory and the peer (a one-minute smoke run).")
+    flags.DEFINE_string("output", "bench.json", "Where the JSON results are written.")
+    flags.DEFINE_string("peer", "../shared/peers/torch_vrnn.py", "The PyTorch peer script.")
+    flags.DEFINE_string("child", "", "Internal: run one training measurement in this process (JSON).")
+
 
 REFERENCE = dict(x_dim=200, h_dim=512, z_dim=64, mlp_units=256, batch=32, frames=40)
 TINY = dict(x_dim=200, h_dim=32, z_dim=8, mlp_units=32, batch=8, frames=20)
@@ -255,6 +260,8 @@ def main(argv):
 
 
 def run():
+    """Console-script entry point (avrnn-bench)."""
+    define_flags()
     app.run(main)
 
 

@@ -32,13 +32,18 @@ from absl import flags
 from avrnn_tf.tf_setup import import_tensorflow
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("cycles", 20, "How many kill-and-restart cycles.")
-flags.DEFINE_string("workdir", "/tmp/avrnn_soak", "Scratch directory (emptied first).")
-flags.DEFINE_string("config", "configs/vrnn_gauss.py:tiny", "Config of the soaked run.")
-flags.DEFINE_integer("steps", 400, "Total training steps of the run.")
-flags.DEFINE_integer("checkpoint_every", 10, "Checkpoint interval of the run.")
-flags.DEFINE_float("max_delay", 8.0, "Kill after a random delay in [1, max_delay] seconds.")
-flags.DEFINE_integer("seed", 0, "Seed of the kill delays.")
+
+
+def define_flags():
+    """Defined only when the program runs (importing this module defines no global flags)."""
+    flags.DEFINE_integer("cycles", 20, "How many kill-and-restart cycles.")
+    flags.DEFINE_string("workdir", "/tmp/avrnn_soak", "Scratch directory (emptied first).")
+    flags.DEFINE_string("config", "configs/vrnn_gauss.py:tiny", "Config of the soaked run.")
+    flags.DEFINE_integer("steps", 400, "Total training steps of the run.")
+    flags.DEFINE_integer("checkpoint_every", 10, "Checkpoint interval of the run.")
+    flags.DEFINE_float("max_delay", 8.0, "Kill after a random delay in [1, max_delay] seconds.")
+    flags.DEFINE_integer("seed", 0, "Seed of the kill delays.")
+
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -136,4 +141,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

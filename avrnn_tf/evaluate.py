@@ -39,6 +39,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from avrnn_tf import cli
 from avrnn_tf.tf_setup import import_tensorflow
 
 BOUNDS = ("elbo", "iwae", "fivo")
@@ -313,8 +314,7 @@ def format_result(result):
 
 
 def fail(message):
-    print(f"avrnn-eval: error: {message}", file=sys.stderr, flush=True)
-    sys.exit(2)
+    cli.fail("avrnn-eval", message)
 
 
 def main(argv):
@@ -337,18 +337,11 @@ def main(argv):
         fail(f"non-finite values for {', '.join(bad)}")
 
 
-def parse_flags(argv):
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        fail(str(e).strip().replace("\n", " "))
-
-
 def run():
     """Console-script entry point (avrnn-eval)."""
     define_flags()
     flags.mark_flag_as_required("workdir")
-    app.run(main, flags_parser=parse_flags)
+    app.run(main, flags_parser=cli.flags_parser("avrnn-eval"))
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from avrnn_tf import cli
 from avrnn_tf.tf_setup import import_tensorflow
 
 tf = import_tensorflow()
@@ -400,8 +401,7 @@ def define_flags():
 
 
 def fail(message):
-    print(f"avrnn-export: error: {message}", file=sys.stderr, flush=True)
-    sys.exit(2)
+    cli.fail("avrnn-export", message)
 
 
 def main(argv):
@@ -421,17 +421,10 @@ def main(argv):
           f"signatures: {', '.join(Generator.SIGNATURES)})", flush=True)
 
 
-def parse_flags(argv):
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        fail(str(e).strip().replace("\n", " "))
-
-
 def run():
     """Console-script entry point."""
     define_flags()
-    app.run(main, flags_parser=parse_flags)
+    app.run(main, flags_parser=cli.flags_parser("avrnn-export"))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import time
 from absl import app
 from absl import flags
 
+from avrnn_tf import cli
 from avrnn_tf.tf_setup import import_tensorflow
 
 FLAGS = flags.FLAGS
@@ -40,8 +41,7 @@ flags.mark_flags_as_required(["source", "output"])
 
 
 def fail(message):
-    print(f"avrnn-prepare: error: {message}", file=sys.stderr, flush=True)
-    sys.exit(2)
+    cli.fail("avrnn-prepare", message)
 
 
 def log(message):

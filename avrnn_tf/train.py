@@ -18,6 +18,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from avrnn_tf import cli
 from avrnn_tf.tf_setup import import_tensorflow
 
 import_tensorflow()  # Before the config file (which imports TensorFlow) is loaded by flag parsing.
@@ -41,8 +42,7 @@ _VERBOSE = {"auto": 1 if sys.stdout.isatty() else 2, "bar": 1, "epoch": 2, "none
 
 
 def fail(message):
-    print(f"avrnn-train: error: {message}", file=sys.stderr, flush=True)
-    sys.exit(2)
+    cli.fail("avrnn-train", message)
 
 
 def main(argv):

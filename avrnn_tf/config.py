@@ -262,6 +262,9 @@ def validate(config):
             problems.append(f"config.{name} = {value!r}: expected {expected}")
         elif check is not None and not check(value):
             problems.append(f"config.{name} = {value!r}: expected {expected}")
+    if not problems and config.train.algorithm == "avrnn" and config.train.kl_weight != 1.0:
+        problems.append(f"config.train.kl_weight = {config.train.kl_weight!r}: not used by "
+                        "train.algorithm 'avrnn'; its KL weight is config.adversarial.kl_weight")
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     return config

@@ -439,7 +439,9 @@ def _train(run, verbose):
     step = run.restore()
     run.save_config()
     log(f"{config.model.kind}/{config.model.emission} on {run.corpus.source}: "
-        f"{run.corpus.sizes()} utterances at {run.corpus.sample_rate} Hz, {run.num_train_chunks} training "
+        f"{run.corpus.sizes()} sequences "
+        f"{'of binary frames' if getattr(run.corpus, 'binary', False) else f'at {run.corpus.sample_rate} Hz'}, "
+        f"{run.num_train_chunks} training "
         f"chunks; {sum(int(np.prod(v.shape)) for v in run.network.trainable_variables):,} "
         f"parameters; steps {step} -> {t.steps}; workdir {os.path.abspath(run.workdir)}")
 

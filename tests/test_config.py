@@ -84,3 +84,14 @@ def test_model_spec_carries_the_config(cfg):
     spec = cfg.model_spec(c, x_dim=200)
     assert (spec.kind, spec.emission, spec.x_dim, spec.h_dim) == ("vrnn", "gmm", 200, c.model.h_dim)
     assert spec.num_mixtures == c.model.num_mixtures
+
+
+def test_a_field_the_algorithm_ignores_is_refused(cfg):
+    c = cfg.base_config()
+    c.train.algorithm = "avrnn"
+    c.train.kl_weight = 0.5
+    with pytest.raises(cfg.ConfigError, match="config.train.kl_weight = 0.5: not used by"):
+        cfg.validate(c)
+    c.train.kl_weight = 1.0
+    c.adversarial.kl_weight = 0.5  # the hybrid A-VRNN's knob
+    cfg.validate(c)

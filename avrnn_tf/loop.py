@@ -319,9 +319,35 @@ class Run:
             for name, value in values.items():
                 tf.summary.scalar(f"{prefix}/{name}", float(value))
 
+    def validation_metrics(self):
+        """The trainer's held-out metrics (the names its `test_step` reports) over the validation
+        batches, as exact ratios of sums.
+
+        Computed with one tf.function on the variables' primary copies rather than through
+        `fit`'s distributed `evaluate`, so validation is the same code and the same numbers for
+        every tf.distribute strategy (the noise is the evaluation noise of `test_step`).
+        """
+        if getattr(self, "_eval_fn", None) is None:
+            seed = training.step_seed(self.trainer.seed, training.EVAL_FOLD)
+            self._eval_fn = tf.function(lambda x, m: self.trainer.bound_terms(x, m, seed),
+                                        reduce_retracing=True)
+        sums = {}
+        for x, mask in self.valid_batches:
+            b = self._eval_fn(tf.constant(x), tf.constant(mask))
+            frames = b["num_frames"].numpy()
+            for key, value in b.items():
+                sums[key] = sums.get(key, 0.0) + float(np.sum(value.numpy()))
+            sums["sequences"] = sums.get("sequences", 0.0) + float(np.sum(frames > 0))
+        frames, sequences = max(sums["num_frames"], 1.0), max(sums["sequences"], 1.0)
+        result = {"loss": -sums["objective"] / frames, "elbo_per_frame": sums["elbo"] / frames,
+                  "elbo_per_sequence": sums["elbo"] / sequences,
+                  "log_px_per_frame": sums["log_px"] / frames, "kl_per_frame": sums["kl"] / frames}
+        if "aux" in sums:
+            result["aux_per_frame"] = sums["aux"] / frames
+        return result
+
     def evaluate(self):
-        ds = pipeline.eval_dataset(self.valid_batches, self.config.data.frame_size)
-        result = self.trainer.evaluate(ds, verbose=0, return_dict=True)
+        result = self.validation_metrics()
         self.write_scalars("valid", result, self.step)
         self.write_latent_histograms()
         # Best by held-out ELBO (for A-VRNN and Z-Forcing `loss` is not the ELBO).

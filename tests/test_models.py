@@ -214,3 +214,24 @@ def test_gradient_clipping_bounds_the_update(tf, lib):
 def test_unknown_kind_is_rejected(tf, lib):
     with pytest.raises(ValueError, match="srnn"):
         lib["models"].SequenceNetwork(lib["models"].ModelSpec(kind="srnn", emission="normal", x_dim=2))
+
+
+def test_loop_validation_equals_keras_evaluate_of_the_test_step(tmp_path, tf):
+    """The run's own validation pass reports what `trainer.evaluate` (test_step) reports."""
+    from conftest import load_config_file
+
+    from avrnn_tf import loop
+    from avrnn_tf.data import pipeline
+
+    config = load_config_file("zforcing.py", "tiny")  # has the auxiliary metric too
+    config.train.update(audio_every=0, num_final_samples=0)
+    run = loop.Run(config, str(tmp_path))
+    try:
+        ours = run.validation_metrics()
+        ds = pipeline.eval_dataset(run.valid_batches, config.data.frame_size)
+        keras_result = run.trainer.evaluate(ds, verbose=0, return_dict=True)
+    finally:
+        run.lock.release()
+    assert set(ours) == set(keras_result) and "aux_per_frame" in ours
+    for name in ours:
+        assert ours[name] == pytest.approx(keras_result[name], rel=1e-5), name

@@ -72,12 +72,6 @@ def dense_stack(units, num_layers, name):
     return DenseStack(units, num_layers, name=name)
 
 
-def apply_stack(layers, x):
-    for layer in layers:
-        x = layer(x)
-    return x
-
-
 def lstm_update(gates, c):
     """LSTM state update from pre-activation gates [B, 4H] (i, f, g, o order) and cell state c."""
     i, f, g, o = tf.split(gates, 4, axis=-1)
@@ -130,24 +124,20 @@ class LatentLSTMCell(keras.layers.Layer):
                 shape=(self.mlp_units, 4 * self.h_dim), initializer="glorot_uniform",
                 name="z_kernel")
             hidden = tf.TensorShape([None, self.mlp_units])
-            for layer in self.posterior_hidden:
-                layer.build(hidden)
+            self.posterior_hidden.build(hidden)
             self.posterior_out.build(hidden)
-            shape = tf.TensorShape([None, self.z_dim])
-            for layer in self.phi_z:
-                layer.build(shape)
-                shape = tf.TensorShape([None, self.mlp_units])
+            self.phi_z.build(tf.TensorShape([None, self.z_dim]))
         self.built = True
 
     def posterior_sample(self, px, h_matmul, eps, h):
         """mu_z, sigma_z, z and phi_z(z) from the posterior's pre-activations."""
         a = tf.nn.relu(px + h_matmul)
-        a = apply_stack(self.posterior_hidden, a)
+        a = self.posterior_hidden(a)
         loc, scale = self.posterior_head.loc_scale(self.posterior_out(a))
         if self.prior_net is not None:
             loc = loc + self.prior_net.loc_scale(h)[0]
         z = loc + scale * eps
-        return loc, scale, z, apply_stack(self.phi_z, z)
+        return loc, scale, z, self.phi_z(z)
 
     def call(self, inputs, states):
         h, c = states[0], states[1]

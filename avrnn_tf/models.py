@@ -158,7 +158,7 @@ class SequenceNetwork(keras.layers.Layer):
 
     def features(self, x):
         """phi_x(x) [B, T, M]: depends on x alone, so it runs once over all frames."""
-        return cells.apply_stack(self.phi_x, x)
+        return self.phi_x(x)
 
     def trajectory(self, x, noise, mask=None, posterior_input=None):
         """Runs the recurrence on frames x [B, T, D] with posterior noise [B, T, Z].
@@ -260,7 +260,7 @@ class SequenceNetwork(keras.layers.Layer):
             if self.z_dim:
                 loc, scale = self.prior(h)
                 eps = tf.random.stateless_normal(tf.shape(loc), seed=z_seed)
-                fz = cells.apply_stack(self.cell.phi_z, loc + temperature * scale * eps)
+                fz = self.cell.phi_z(loc + temperature * scale * eps)
                 emission_input = tf.concat([fz, h], axis=-1)
             else:
                 emission_input = h

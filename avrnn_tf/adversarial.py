@@ -32,6 +32,8 @@ import tensorflow as tf
 
 CRITICS = ("wgan", "wgan_gp", "gan")
 
+RNG_ALG = "philox"  # The stateless RNG algorithm of every training draw (see training.py).
+
 
 class Critic(keras.layers.Layer):
     """D_eta: latent sequence [B, T, Z] and mask [B, T] -> one score per sequence [B].
@@ -97,7 +99,7 @@ def gan_adversarial_loss(logit_prior, logit_posterior):
 def interpolate(z_prior, z_posterior, seed):
     """Random points on the segments between paired sequences: a z + (1 - a) z~, a ~ U[0, 1] per sequence."""
     shape = tf.concat([tf.shape(z_prior)[:1], tf.ones([tf.rank(z_prior) - 1], tf.int32)], axis=0)
-    a = tf.random.stateless_uniform(shape, seed=seed, dtype=z_prior.dtype)
+    a = tf.random.stateless_uniform(shape, seed=seed, dtype=z_prior.dtype, alg=RNG_ALG)
     return a * z_prior + (1.0 - a) * z_posterior
 
 

@@ -27,6 +27,58 @@ import tensorflow as tf
 from avrnn_tf import heads
 
 
+def dense_product(x, kernel):
+    """x [..., K] @ kernel [K, N] -> [..., N], with a gradient that avoids transposed products.
+
+    Autodiff of a matmul computes the input gradient as dy @ kernel^T with `transpose_b`, which
+    oneDNN runs 1.1-4x slower than the same product with the transposed kernel stored (largest
+    for [32, 2048] x [2048, 256]-like shapes; BUILD_NOTES 4.7). Here the kernel is transposed
+    once and both gradients are plain (dx) or transpose_a (dW) products over all leading axes
+    flattened into one, as tensordot would do.
+    """
+    k, n = kernel.shape[0], kernel.shape[1]
+
+    @tf.custom_gradient
+    def product(x, kernel):
+        flat = x.shape.rank != 2  # [B, T, K] is flattened to [B*T, K] (as tensordot does).
+        x2 = tf.reshape(x, [-1, k]) if flat else x
+
+        def grad(dy):
+            # Shapes come from dy, not from the forward pass: inside a while loop's gradient a
+            # captured tf.shape would not be a compile-time constant for XLA.
+            dy2 = tf.reshape(dy, [-1, n]) if flat else dy
+            dx = tf.matmul(dy2, tf.transpose(kernel))
+            if flat:
+                dx = tf.reshape(dx, tf.concat([tf.shape(dy)[:-1], [k]], 0))
+            return dx, tf.matmul(x2, dy2, transpose_a=True)
+
+        y = tf.matmul(x2, kernel)
+        if flat:
+            y = tf.reshape(y, tf.concat([tf.shape(x)[:-1], [n]], 0))
+        return y, grad
+
+    y = product(x, tf.convert_to_tensor(kernel))
+    y.set_shape(x.shape[:-1].concatenate([n]))
+    return y
+
+
+class Dense(keras.layers.Dense):
+    """keras.layers.Dense computed with `dense_product` (same weights, names and checkpoints).
+
+    LoRA and quantized Dense layers fall back to Keras' own computation.
+    """
+
+    def call(self, inputs, training=None):
+        if getattr(self, "lora_enabled", False) or getattr(self, "quantization_mode", None):
+            return super().call(inputs, training=training)
+        x = dense_product(inputs, self.kernel)
+        if self.bias is not None:
+            x = x + self.bias
+        if self.activation is not None:
+            x = self.activation(x)
+        return x
+
+
 class DenseStack(keras.layers.Layer):
     """A stack of ReLU Dense layers, applied in order (the identity when it has none).
 
@@ -40,7 +92,7 @@ class DenseStack(keras.layers.Layer):
         super().__init__(**kwargs)
         self.num_layers = int(num_layers)
         for i in range(self.num_layers):
-            setattr(self, f"layer_{i}", keras.layers.Dense(
+            setattr(self, f"layer_{i}", Dense(
                 units, activation="relu", name=f"{self.name}_{i}"))
 
     def __len__(self):
@@ -70,6 +122,23 @@ class DenseStack(keras.layers.Layer):
 def dense_stack(units, num_layers, name):
     """`num_layers` ReLU Dense layers of `units` as one `DenseStack` (identity when 0)."""
     return DenseStack(units, num_layers, name=name)
+
+
+def matmul_pretransposed(x, w, w_t):
+    """x @ w whose gradient with respect to x is dy @ w_t, with w_t = transpose(w) given.
+
+    Autodiff's gradient of a matmul is dy @ w^T computed with transpose_b, which oneDNN runs 2-4x
+    slower than a plain product with the transposed matrix stored (BUILD_NOTES 4.7). In the
+    recurrent loop that product runs once per frame, so the transposes are taken once, outside
+    the loop. No gradient flows to w or w_t here (the caller computes the weight gradients).
+    """
+    @tf.custom_gradient
+    def product(x):
+        def grad(dy):
+            return tf.matmul(dy, w_t)
+        return tf.matmul(x, w), grad
+
+    return product(x)
 
 
 def lstm_update(gates, c):
@@ -105,11 +174,14 @@ class LatentLSTMCell(keras.layers.Layer):
         self.scale_floor = float(scale_floor)
         self.state_size = [self.h_dim, self.h_dim]
         self.prior_net = prior_net
+        # (recurrent_kernel, z_kernel) tensors used instead of the variables, with no gradient
+        # to them, while SequenceNetwork.recurrence computes those gradients itself.
+        self.kernel_override = None
         if self.z_dim:
             self.output_size = self.h_dim + 3 * self.z_dim + self.mlp_units
             # The first posterior layer is split between px_t (hoisted) and the shared h-matmul.
             self.posterior_hidden = dense_stack(mlp_units, posterior_layers - 1, "posterior_hidden")
-            self.posterior_out = keras.layers.Dense(2 * self.z_dim, name="posterior_out")
+            self.posterior_out = Dense(2 * self.z_dim, name="posterior_out")
             self.phi_z = dense_stack(mlp_units, phi_z_layers, "phi_z")
             self.posterior_head = heads.NormalHead(self.z_dim, scale_floor)
         else:
@@ -139,9 +211,25 @@ class LatentLSTMCell(keras.layers.Layer):
         z = loc + scale * eps
         return loc, scale, z, self.phi_z(z)
 
+    def recurrent_products(self):
+        """The two state-dependent products of a step, h @ W_rec and phi_z @ W_z, as functions.
+
+        Normally plain matmuls with the variables. Under `kernel_override` (set by
+        SequenceNetwork.recurrence to (W_rec, W_rec^T, W_z, W_z^T) tensors taken outside the
+        loop) they use `matmul_pretransposed` and pass no gradient to the kernels.
+        """
+        if self.kernel_override is None:
+            z_kernel = self.z_kernel if self.z_dim else None
+            return (lambda h: tf.matmul(h, self.recurrent_kernel),
+                    lambda fz: tf.matmul(fz, z_kernel))
+        w, w_t, wz, wz_t = [None if k is None else tf.stop_gradient(k) for k in self.kernel_override]
+        return (lambda h: matmul_pretransposed(h, w, w_t),
+                lambda fz: matmul_pretransposed(fz, wz, wz_t))
+
     def call(self, inputs, states):
         h, c = states[0], states[1]
-        rec = tf.matmul(h, self.recurrent_kernel)
+        h_product, z_product = self.recurrent_products()
+        rec = h_product(h)
         if not self.z_dim:
             h_new, c_new = lstm_update(inputs + rec, c)
             return h, [h_new, c_new]
@@ -149,7 +237,7 @@ class LatentLSTMCell(keras.layers.Layer):
         gx, px, eps = tf.split(inputs, [four_h, self.mlp_units, self.z_dim], axis=-1)
         gh, ph = tf.split(rec, [four_h, self.mlp_units], axis=-1)
         loc, scale, z, fz = self.posterior_sample(px, ph, eps, h)
-        h_new, c_new = lstm_update(gx + gh + tf.matmul(fz, self.z_kernel), c)
+        h_new, c_new = lstm_update(gx + gh + z_product(fz), c)
         return tf.concat([h, loc, scale, z, fz], axis=-1), [h_new, c_new]
 
     def split_outputs(self, outputs):

@@ -23,6 +23,7 @@ from avrnn_tf.heads import EMISSIONS
 
 OPTIMIZERS = ("adam", "rmsprop")
 ALGORITHMS = ("elbo", "avrnn")
+XLA_CHOICES = ("auto", "on", "off")
 DATA_FORMATS = ("auto", "synthetic", "wav_dir", "pianoroll")
 DATA_FORMATS = DATA_FORMATS + ("timit", "fsdd", "prepared")  # data/corpora.py, data/prepared.py
 DECODERS = ("auto", "soundfile", "tfio")
@@ -91,6 +92,7 @@ def base_config():
         max_nonfinite_steps=20,  # stop after this many consecutive non-finite steps
         deterministic=False,    # TF op determinism: bitwise-reproducible (slower) runs
         algorithm="elbo",       # elbo | avrnn (the adversarial phases; settings in `adversarial`)
+        xla="auto",             # XLA-compile the train step: auto (GPU only) | on | off
     ))
     # A-VRNN (train.algorithm = "avrnn"; Huang & Xiao, Algorithms 1-2). The reconstruction phase
     # uses train.optimizer / train.learning_rate / train.clip_norm; train.kl_weight is not used.
@@ -208,6 +210,7 @@ _CHECKS = {
     "train.max_nonfinite_steps": (int, lambda v: v >= 1, "an integer >= 1"),
     "train.deterministic": (bool, None, "true or false"),
     "train.algorithm": (str, lambda v: v in ALGORITHMS, f"one of {ALGORITHMS}"),
+    "train.xla": (str, lambda v: v in XLA_CHOICES, f"one of {XLA_CHOICES}"),
     "adversarial.critic": (str, lambda v: v in CRITICS, f"one of {CRITICS}"),
     "adversarial.critic_lstm_units": (int, lambda v: v >= 1, "an integer >= 1"),
     "adversarial.critic_dense_units": (int, lambda v: v >= 1, "an integer >= 1"),

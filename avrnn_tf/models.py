@@ -86,7 +86,7 @@ class HeadNet(keras.layers.Layer):
         self.head = head
         self.hidden = cells.dense_stack(units, hidden_layers, self.name + "_hidden")
         init = "zeros" if bias_init is None else keras.initializers.Constant(bias_init)
-        self.out = keras.layers.Dense(head.params_size, bias_initializer=init, name=self.name + "_out")
+        self.out = cells.Dense(head.params_size, bias_initializer=init, name=self.name + "_out")
 
     def build(self, input_shape):
         self.hidden.build(input_shape)
@@ -127,7 +127,7 @@ class SequenceNetwork(keras.layers.Layer):
         self.phi_x = cells.dense_stack(m, spec.phi_x_layers, "phi_x")
         # Hoisted input projections (see cells.py): phi_x into the LSTM gates and into the
         # posterior's first layer. Biases of the split layers live here, once.
-        self.gate_x = keras.layers.Dense(4 * spec.h_dim, bias_initializer=_lstm_bias_init(spec.h_dim),
+        self.gate_x = cells.Dense(4 * spec.h_dim, bias_initializer=_lstm_bias_init(spec.h_dim),
                                          name="gate_x")
         self.emission_head = heads.make_emission_head(
             spec.emission, spec.x_dim, spec.num_mixtures, spec.scale_floor)
@@ -135,7 +135,7 @@ class SequenceNetwork(keras.layers.Layer):
                                     bias_init=spec.emission_bias, name="emission")
         self.prior_net = None
         if z_dim:
-            self.posterior_x = keras.layers.Dense(m, name="posterior_x")
+            self.posterior_x = cells.Dense(m, name="posterior_x")
             if spec.learned_prior:
                 self.prior_net = HeadNet(heads.NormalHead(z_dim, spec.scale_floor), m,
                                          spec.head_layers, name="prior")
@@ -144,6 +144,9 @@ class SequenceNetwork(keras.layers.Layer):
             phi_z_layers=spec.phi_z_layers, scale_floor=spec.scale_floor,
             prior_net=self.prior_net if spec.residual_posterior else None, name="cell")
         self.rnn = keras.layers.RNN(self.cell, return_sequences=True, name="rnn")
+        # Weight gradients of the two big recurrent matmuls outside the backward loop (see
+        # `recurrence`); False gives plain autodiff through the loop (the reference in tests).
+        self.hoist_weight_gradients = True
 
     def build(self, input_shape=None):
         x = tf.zeros([1, 1, self.spec.x_dim])
@@ -174,7 +177,7 @@ class SequenceNetwork(keras.layers.Layer):
         inputs = [self.gate_x(fx)]
         if self.z_dim:
             inputs += [self.posterior_x(fx) if posterior_input is None else posterior_input, noise]
-        out = self.cell.split_outputs(self.rnn(tf.concat(inputs, axis=-1)))
+        out = self.cell.split_outputs(self.recurrence(tf.concat(inputs, axis=-1)))
         h_prev = out["h_prev"]
         if self.z_dim:
             out["prior_loc"], out["prior_scale"] = self.prior(h_prev)
@@ -183,6 +186,64 @@ class SequenceNetwork(keras.layers.Layer):
             emission_input = h_prev
         out["emission_params"] = self.emission_net(emission_input)
         return out
+
+    def recurrence(self, inputs):
+        """The cell run over per-step inputs [B, T, width]: stacked cell outputs [B, T, out].
+
+        Forward, this is `self.rnn(inputs)`. Backward, autodiff through a while loop computes
+        every weight gradient inside the loop: for the recurrent kernel W [H, 4H + M] that is one
+        product h_{t-1}^T dgates_t per step, with an inner dimension of only B, plus an
+        accumulation of the [H, 4H + M] result: the slowest part of the whole step on a CPU
+        (BUILD_NOTES 4.7). Here the loop's backward pass computes only what is sequential (the
+        gradients of the states and of the per-step inputs) and the two big kernels get their
+        gradients afterwards as single matmuls over all B*T frames:
+
+            dL/dW_rec = sum_t h_{t-1}^T [dgates_t, dpre_t],   dL/dW_z = sum_t phi_z(z_t)^T dgates_t,
+
+        which is exact because gx_t enters the gate pre-activations additively (dgates_t =
+        dL/dgx_t) and px_t enters the posterior's first pre-activation additively (dpre_t =
+        dL/dpx_t); h_{t-1} and phi_z(z_t) are outputs of the loop. The small kernels inside the
+        cell (posterior head, phi_z) keep their in-loop gradients.
+
+        Used inside tf.function only (in eager mode a custom gradient's forward pass is not
+        recorded by an inner tape); `hoist_weight_gradients = False` turns it off.
+        """
+        cell = self.cell
+        if not (self.hoist_weight_gradients and cell.built and tf.inside_function()):
+            return self.rnn(inputs)
+        four_h = 4 * self.spec.h_dim
+        kernels = [tf.convert_to_tensor(cell.recurrent_kernel)]
+        if self.z_dim:
+            kernels.append(tf.convert_to_tensor(cell.z_kernel))
+        transposed = [tf.transpose(k) for k in kernels]  # For the loop's backward products.
+
+        @tf.custom_gradient
+        def run(inputs, *kernels):
+            with tf.GradientTape() as tape:
+                tape.watch(inputs)
+                pairs = [t for pair in zip(kernels, transposed) for t in pair]
+                cell.kernel_override = tuple(pairs) + (None,) * (4 - len(pairs))
+                try:
+                    out = self.rnn(inputs)
+                finally:
+                    cell.kernel_override = None
+
+            def grad(d_out, variables=None):
+                variables = list(variables or [])
+                grads = tape.gradient(out, [inputs] + variables, output_gradients=d_out)
+                d_in = grads[0]
+                d_vars = [tf.zeros_like(v) if g is None else g for v, g in zip(variables, grads[1:])]
+                parts = cell.split_outputs(out)
+                width = kernels[0].shape[-1]
+                d_rec = tf.einsum("bth,btk->hk", parts["h_prev"], d_in[..., :width])
+                d_kernels = [d_rec]
+                if self.z_dim:
+                    d_kernels.append(tf.einsum("btm,btk->mk", parts["phi_z"], d_in[..., :four_h]))
+                return (d_in, *d_kernels), d_vars
+
+            return out, grad
+
+        return run(inputs, *kernels)
 
     def prior(self, h_prev):
         """(loc, scale) of p(z_t | h_{t-1}); N(0, I) for STORN."""
@@ -392,7 +453,7 @@ class ZForcingNetwork(SequenceNetwork):
         super().__init__(spec, **kwargs)
         self.backward_rnn = keras.layers.LSTM(spec.h_dim, return_sequences=True,
                                               name="backward_lstm")
-        self.posterior_b = keras.layers.Dense(spec.mlp_units, name="posterior_b")
+        self.posterior_b = cells.Dense(spec.mlp_units, name="posterior_b")
         self.aux_net = HeadNet(heads.NormalHead(spec.h_dim, spec.scale_floor), spec.mlp_units,
                                spec.head_layers, name="aux")
 

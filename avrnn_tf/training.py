@@ -32,13 +32,18 @@ import tensorflow as tf
 from avrnn_tf import adversarial
 from avrnn_tf import bounds
 
+# Every random draw of a training step names its algorithm (Philox) rather than "auto_select".
+# An XLA-compiled step (train.xla = on) still draws different numbers from the same seed: XLA's
+# Philox maps seeds differently from TensorFlow's kernel (measured; BUILD_NOTES 4.7).
+RNG_ALG = adversarial.RNG_ALG
+
 EVAL_FOLD = -1  # Folded into the seed for evaluation noise (training folds in the step >= 0).
 
 
 def step_seed(seed, step):
     """A stateless [2] int32 seed for `step` (a scalar int tensor) from an integer `seed`."""
     base = tf.constant([seed, 0], tf.int32)
-    return tf.random.experimental.stateless_fold_in(base, tf.cast(step, tf.int32))
+    return tf.random.experimental.stateless_fold_in(base, tf.cast(step, tf.int32), alg=RNG_ALG)
 
 
 def _replicas():
@@ -72,10 +77,11 @@ def replica_normal(shape, seed):
     noise of the global batch [B * replicas, ...], so a mirrored step draws what one device would."""
     ctx = _replicas()
     if ctx is None:
-        return tf.random.stateless_normal(shape, seed=seed)
+        return tf.random.stateless_normal(shape, seed=seed, alg=RNG_ALG)
     n, r = ctx.num_replicas_in_sync, ctx.replica_id_in_sync_group
     shape = tf.convert_to_tensor(shape)
-    full = tf.random.stateless_normal(tf.concat([[shape[0] * n], shape[1:]], 0), seed=seed)
+    full = tf.random.stateless_normal(tf.concat([[shape[0] * n], shape[1:]], 0), seed=seed,
+                                      alg=RNG_ALG)
     return full[r * shape[0]:(r + 1) * shape[0]]
 
 
@@ -402,7 +408,7 @@ class AVRNNTrainer(ELBOTrainer):
         z~_t = mu_z + sigma_z * eps_t drives the recurrence; z_t = mu_0 + sigma_0 * eps'_t is drawn
         from the prior at the same h_{t-1}, with independent noise eps'.
         """
-        q_seed, p_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        q_seed, p_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2, alg=RNG_ALG))
         out = self.network.trajectory(x, self.noise(x, q_seed))
         eps = replica_normal(tf.shape(out["z"]), p_seed)
         return out["prior_loc"] + out["prior_scale"] * eps, out["z"]
@@ -431,7 +437,7 @@ class AVRNNTrainer(ELBOTrainer):
             else:
                 loss = adversarial.critic_loss(d_prior, d_post)
             if self.critic_type == "wgan_gp":
-                gp_seed = tf.random.experimental.stateless_fold_in(seed, 7)
+                gp_seed = tf.random.experimental.stateless_fold_in(seed, 7, alg=RNG_ALG)
                 penalty = adversarial.gradient_penalty(self.critic, z_prior, z_post, mask, gp_seed)
                 loss = loss + self.gp_weight * penalty
             # Batch means: replicas' gradients are summed, so each contributes 1/replicas.
@@ -485,7 +491,8 @@ class AVRNNTrainer(ELBOTrainer):
         all_finite = finite
         if self.regularize:
             for k in range(self.n_critic):
-                c = self.critic_step(*batch(1 + k), tf.random.experimental.stateless_fold_in(seed, 1 + k))
+                c = self.critic_step(*batch(1 + k), tf.random.experimental.stateless_fold_in(
+                    seed, 1 + k, alg=RNG_ALG))
                 all_finite = all_finite & c["finite"]
             for name in ("critic_loss", "wasserstein_estimate", "grad_norm_critic"):
                 update(name, c[name], c["finite"])
@@ -493,7 +500,7 @@ class AVRNNTrainer(ELBOTrainer):
                 update("gradient_penalty", c["gradient_penalty"], c["finite"])
             t["critic_weight_max_abs"].update_state(
                 adversarial.max_abs_weight(self.critic.trainable_variables))
-            adv_seed = tf.random.experimental.stateless_fold_in(seed, _ADVERSARIAL_FOLD)
+            adv_seed = tf.random.experimental.stateless_fold_in(seed, _ADVERSARIAL_FOLD, alg=RNG_ALG)
             loss, adv_norm, adv_finite = self.adversarial_step(*batch(self.n_critic + 1), adv_seed)
             update("adversarial_loss", loss, adv_finite)
             update("grad_norm_adversarial", adv_norm, adv_finite)

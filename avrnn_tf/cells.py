@@ -47,7 +47,7 @@ def dense_product(x, kernel):
             # Shapes come from dy, not from the forward pass: inside a while loop's gradient a
             # captured tf.shape would not be a compile-time constant for XLA.
             dy2 = tf.reshape(dy, [-1, n]) if flat else dy
-            dx = tf.matmul(dy2, tf.transpose(kernel))
+            dx = tf.matmul(dy2, stored_transpose(kernel))
             if flat:
                 dx = tf.reshape(dx, tf.concat([tf.shape(dy)[:-1], [k]], 0))
             return dx, tf.matmul(x2, dy2, transpose_a=True)
@@ -122,6 +122,17 @@ class DenseStack(keras.layers.Layer):
 def dense_stack(units, num_layers, name):
     """`num_layers` ReLU Dense layers of `units` as one `DenseStack` (identity when 0)."""
     return DenseStack(units, num_layers, name=name)
+
+
+def stored_transpose(w):
+    """transpose(w) [N, K] of a matrix w [K, N], materialised as a tensor of its own.
+
+    A plain tf.transpose feeding a MatMul is folded back by Grappler's arithmetic optimizer
+    (FoldTransposeIntoMatMul) into the `transpose_b` product this module avoids; going through a
+    rank-3 view keeps the transpose an op of its own.
+    """
+    k, n = w.shape[0], w.shape[1]
+    return tf.reshape(tf.transpose(tf.reshape(w, [k, n, 1]), [1, 0, 2]), [n, k])
 
 
 def matmul_pretransposed(x, w, w_t):

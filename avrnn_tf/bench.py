@@ -8,11 +8,18 @@ warm-up:
   * training throughput (frames/s) of VRNN-Gauss and A-VRNN at the reference size (x=200, LSTM 512,
     MLP 256, z=64, batch 32, 40 frames) and at the tiny size, with the achieved GFLOP/s from an
     analytic FLOP count (`train_flops_per_frame`) as a share of the ceiling;
+  * the same two trainings XLA-compiled (train.xla = on), as a ratio to the graph step;
   * ../shared/peers/torch_vrnn.py on the same configuration when torch is importable, as a ratio;
-  * scaling: time per frame at 20/40/80/160 frames and batch 8/32/128, and peak RSS of training at
-    each sequence length (each in a fresh subprocess, so the peaks do not mix);
+  * scaling: time per frame at 20/40/80/160/320 frames and batch 8/32/128, and the memory training
+    adds at each sequence length (resident-set high-water mark during the timed steps minus the
+    RSS before the first step; each length in a fresh subprocess), with a linear fit;
   * IWAE-100 evaluation throughput and generation real-time factor (batch 1 and 16).
 It prints a table and writes everything to a JSON file. Timing is never asserted by tests.
+
+  python -m avrnn_tf.bench --profile=/tmp/prof [--profile_frames=160] [--profile_algorithm=avrnn]
+
+records a tf.profiler trace of a few reference-size training steps instead and prints where the
+step's time goes (recurrent loop forward/backward, the rest; top ops): see profiling.py.
 """
 
 import json
@@ -39,6 +46,12 @@ def define_flags():
     flags.DEFINE_string("output", "bench.json", "Where the JSON results are written.")
     flags.DEFINE_string("peer", "../shared/peers/torch_vrnn.py", "The PyTorch peer script.")
     flags.DEFINE_string("child", "", "Internal: run one training measurement in this process (JSON).")
+    flags.DEFINE_string("profile", "", "Instead of the benchmark: record a tf.profiler trace of "
+                        "reference-size VRNN-Gauss training steps in this directory and print "
+                        "where the step's time goes (avrnn_tf/profiling.py).")
+    flags.DEFINE_integer("profile_frames", 40, "Frames per sequence of the --profile run.")
+    flags.DEFINE_string("profile_algorithm", "elbo", "elbo (VRNN-Gauss) or avrnn for --profile.")
+    flags.DEFINE_bool("xla", False, "With --profile: the XLA-compiled step (train.xla=on).")
 
 
 REFERENCE = dict(x_dim=200, h_dim=512, z_dim=64, mlp_units=256, batch=32, frames=40)
@@ -102,18 +115,50 @@ def build_trainer(tf, size, algorithm="elbo", jit_compile=False):
     return trainer
 
 
-def train_throughput(tf, size, algorithm="elbo", repeats=3, steps=10, jit_compile=False):
-    """Frames/s of `fit` on a fixed synthetic batch (the input pipeline is measured elsewhere)."""
+def _proc_status_kb(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return None
+
+
+def _reset_peak_rss():
+    """Resets the kernel's RSS high-water mark (VmHWM) of this process; False if not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def train_throughput(tf, size, algorithm="elbo", repeats=3, steps=10, jit_compile=False,
+                     memory=None):
+    """Frames/s of `fit` on a fixed synthetic batch (the input pipeline is measured elsewhere).
+
+    With `memory` (a dict), also records the resident memory (Linux /proc, MB): before the first
+    step (`rss_before_mb`, network and optimizer built), and the high-water mark while the timed
+    steps run (`train_peak_mb`, reset after the warm-up so graph building is not in it).
+    `train_increment_mb` = train_peak_mb - rss_before_mb is what training adds: the traced graph
+    and, growing with the sequence length, the activations kept for the backward pass.
+    """
     trainer = build_trainer(tf, size, algorithm, jit_compile)
     b, t, d = size["batch"], size["frames"], size["x_dim"]
     x = tf.random.stateless_normal([b, t, d], seed=[1, 2])
     ds = tf.data.Dataset.from_tensors((x, tf.ones([b, t]))).repeat()
+    before = _proc_status_kb("VmRSS")
     trainer.fit(ds, steps_per_epoch=3, epochs=1, verbose=0, shuffle=False)
+    can_reset = memory is not None and before is not None and _reset_peak_rss()
     rates = []
     for _ in range(repeats):
         start = time.perf_counter()
         trainer.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
         rates.append(steps * b * t / (time.perf_counter() - start))
+    if can_reset:
+        memory["rss_before_mb"] = before / 1024
+        memory["train_peak_mb"] = _proc_status_kb("VmHWM") / 1024
+        memory["train_increment_mb"] = memory["train_peak_mb"] - memory["rss_before_mb"]
     return summarize(rates)
 
 
@@ -121,8 +166,10 @@ def child_measure(spec):
     """Runs in a subprocess: one training throughput + the process's peak RSS."""
     tf = import_tensorflow()
     size = dict(REFERENCE, **spec["size"])
+    memory = {}
     result = train_throughput(tf, size, spec.get("algorithm", "elbo"), spec["repeats"],
-                              spec["steps"])
+                              spec["steps"], memory=memory)
+    result.update(memory)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("CHILD " + json.dumps(result), flush=True)
 
@@ -133,6 +180,34 @@ def in_child(size, repeats, steps):
                          capture_output=True, text=True, check=True)
     line = [l for l in out.stdout.splitlines() if l.startswith("CHILD ")][-1]
     return json.loads(line[len("CHILD "):])
+
+
+def linear_fit(xs, ys):
+    """Least-squares y = a + b x: (a, b, largest |residual| / y)."""
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    a = my - b * mx
+    return a, b, max(abs(y - (a + b * x)) / y for x, y in zip(xs, ys))
+
+
+def profile_training(tf, logdir, frames, algorithm, jit_compile, steps=5, size=REFERENCE):
+    """Trains at `size` (the reference) under tf.profiler and returns profiling.summarize_trace."""
+    from avrnn_tf import profiling
+
+    size = dict(size, frames=frames)
+    trainer = build_trainer(tf, size, algorithm, jit_compile)
+    b, t, d = size["batch"], size["frames"], size["x_dim"]
+    x = tf.random.stateless_normal([b, t, d], seed=[1, 2])
+    ds = tf.data.Dataset.from_tensors((x, tf.ones([b, t]))).repeat()
+    trainer.fit(ds, steps_per_epoch=3, epochs=1, verbose=0, shuffle=False)
+    tf.profiler.experimental.start(logdir)
+    trainer.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
+    tf.profiler.experimental.stop()
+    summary = profiling.summarize_trace(logdir, steps)
+    summary["frames_per_s"] = b * t / (summary["step_ms"] / 1e3)
+    summary["gflops"] = summary["frames_per_s"] * train_flops_per_frame(**size) / 1e9
+    return summary
 
 
 def iwae_throughput(tf, size, k=100, repeats=3):
@@ -205,6 +280,20 @@ def main(argv):
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)
+    if FLAGS.profile:
+        from avrnn_tf import profiling
+
+        summary = profile_training(tf, FLAGS.profile, FLAGS.profile_frames, FLAGS.profile_algorithm,
+                                   FLAGS.xla)
+        print(f"{FLAGS.profile_algorithm} at the reference size, {FLAGS.profile_frames} frames"
+              f"{', XLA' if FLAGS.xla else ''}: {summary['frames_per_s']:.0f} frames/s, "
+              f"{summary['gflops']:.1f} GFLOP/s while traced")
+        print(profiling.format_summary(summary))
+        path = os.path.join(FLAGS.profile, "summary.json")
+        with open(path, "w") as f:
+            json.dump(summary, f, indent=2)
+        print(f"avrnn-bench: trace and {path} written (TensorBoard's profile plugin reads the trace)")
+        return
     r, n = FLAGS.repeats, FLAGS.steps
     res = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": os.cpu_count(),
            "tensorflow": tf.__version__, "repeats": r, "steps_per_repeat": n}
@@ -225,6 +314,19 @@ def main(argv):
     ratio = res["train_elbo_reference"]["median"] / res["train_avrnn_reference"]["median"]
     res["avrnn_step_over_vrnn_step"] = ratio
     rows.append(("A-VRNN iteration / VRNN step (time)", f"{ratio:.2f}x", "target <= 2.2x"))
+    for algorithm in ("elbo", "avrnn"):  # train.xla = on against the default graph step.
+        try:
+            m = train_throughput(tf, REFERENCE, algorithm, r, n, jit_compile=True)
+        except Exception as e:  # Recorded, not fatal: XLA is an option, not the default path.
+            res[f"train_{algorithm}_reference_xla"] = {"error": f"{type(e).__name__}: {e}"[:500]}
+            rows.append((f"train {algorithm} reference, XLA", "failed to compile/run", ""))
+            continue
+        res[f"train_{algorithm}_reference_xla"] = m
+        speedup = m["median"] / res[f"train_{algorithm}_reference"]["median"]
+        m["speed_vs_graph"] = speedup
+        rows.append((f"train {'VRNN-Gauss' if algorithm == 'elbo' else 'A-VRNN'} reference, XLA",
+                     f"{m['median']:.0f} frames/s [{m['min']:.0f}-{m['max']:.0f}]",
+                     f"{speedup:.2f}x the graph step"))
     if not FLAGS.quick:
         peer = torch_peer(REFERENCE, r)
         res["torch_peer_reference"] = peer
@@ -233,11 +335,23 @@ def main(argv):
             rows.append(("PyTorch peer reference", f"{peer['median']:.0f} frames/s",
                          f"ours {res['speedup_over_torch_peer']:.2f}x (target >= 2x)"))
         res["scaling_frames"] = {}
-        for frames in (20, 40, 80, 160):
-            m = in_child({"frames": frames}, r, n)
+        for frames in (20, 40, 80, 160, 320):
+            m = in_child({"frames": frames}, r, n if frames <= 160 else max(2, n // 2))
             res["scaling_frames"][frames] = m
             rows.append((f"reference, {frames} frames/seq", f"{1e6 / m['median']:.1f} us/frame",
-                         f"peak RSS {m['peak_rss_mb']:.0f} MB"))
+                         f"training adds {m.get('train_increment_mb', float('nan')):.0f} MB "
+                         f"(process peak {m['peak_rss_mb']:.0f} MB)"))
+        per_frame = {f: 1e6 / m["median"] for f, m in res["scaling_frames"].items()}
+        res["time_per_frame_160_over_40"] = per_frame[160] / per_frame[40]
+        rows.append(("time/frame 160 vs 40 frames", f"{res['time_per_frame_160_over_40']:.2f}x",
+                     "target: within 20% (0.8-1.2x)"))
+        lengths = [f for f, m in res["scaling_frames"].items() if "train_increment_mb" in m]
+        if len(lengths) >= 3:
+            a, b, worst = linear_fit(lengths, [res["scaling_frames"][f]["train_increment_mb"]
+                                               for f in lengths])
+            res["memory_fit"] = {"intercept_mb": a, "mb_per_frame": b, "worst_residual": worst}
+            rows.append(("training memory vs frames", f"{a:.0f} MB + {b:.2f} MB/frame",
+                         f"linear fit, worst residual {100 * worst:.1f}%"))
         res["scaling_batch"] = {}
         for batch in (8, 32, 128):
             m = in_child({"batch": batch}, r, n)

@@ -27,6 +27,9 @@ import tensorflow as tf
 from avrnn_tf import heads
 
 
+SMALL_KERNEL = 1 << 16  # Kernels with fewer entries keep the transpose_b input gradient.
+
+
 def dense_product(x, kernel):
     """x [..., K] @ kernel [K, N] -> [..., N], with a gradient that avoids transposed products.
 
@@ -44,13 +47,17 @@ def dense_product(x, kernel):
         x2 = tf.reshape(x, [-1, k]) if flat else x
 
         def grad(dy):
-            # Shapes come from dy, not from the forward pass: inside a while loop's gradient a
-            # captured tf.shape would not be a compile-time constant for XLA.
-            dy2 = tf.reshape(dy, [-1, n]) if flat else dy
-            dx = tf.matmul(dy2, stored_transpose(kernel))
-            if flat:
-                dx = tf.reshape(dx, tf.concat([tf.shape(dy)[:-1], [k]], 0))
-            return dx, tf.matmul(x2, dy2, transpose_a=True)
+            with tf.name_scope("gradient_dense"):  # Named for profiling.py.
+                # Shapes come from dy, not from the forward pass: inside a while loop's gradient
+                # a captured tf.shape would not be a compile-time constant for XLA.
+                dy2 = tf.reshape(dy, [-1, n]) if flat else dy
+                if k * n >= SMALL_KERNEL:
+                    dx = tf.matmul(dy2, stored_transpose(kernel))
+                else:  # Per-step layers in the loop: a transpose per call costs more.
+                    dx = tf.matmul(dy2, kernel, transpose_b=True)
+                if flat:
+                    dx = tf.reshape(dx, tf.concat([tf.shape(dy)[:-1], [k]], 0))
+                return dx, tf.matmul(x2, dy2, transpose_a=True)
 
         y = tf.matmul(x2, kernel)
         if flat:

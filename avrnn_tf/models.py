@@ -229,7 +229,10 @@ class SequenceNetwork(keras.layers.Layer):
                     cell.kernel_override = None
 
             def grad(d_out, variables=None):
-                variables = list(variables or [])
+                with tf.name_scope("gradient_recurrence"):  # Named for profiling.py.
+                    return grad_impl(d_out, list(variables or []))
+
+            def grad_impl(d_out, variables):
                 grads = tape.gradient(out, [inputs] + variables, output_gradients=d_out)
                 d_in = grads[0]
                 d_vars = [tf.zeros_like(v) if g is None else g for v, g in zip(variables, grads[1:])]

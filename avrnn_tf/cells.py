@@ -219,9 +219,9 @@ class LatentLSTMCell(keras.layers.Layer):
             self.phi_z.build(tf.TensorShape([None, self.z_dim]))
         self.built = True
 
-    def posterior_sample(self, px, h_matmul, eps, h):
-        """mu_z, sigma_z, z and phi_z(z) from the posterior's pre-activations."""
-        a = tf.nn.relu(px + h_matmul)
+    def posterior_sample(self, pre, eps, h):
+        """mu_z, sigma_z, z and phi_z(z) from the posterior's first-layer pre-activation [B, M]."""
+        a = tf.nn.relu(pre)
         a = self.posterior_hidden(a)
         loc, scale = self.posterior_head.loc_scale(self.posterior_out(a))
         if self.prior_net is not None:
@@ -252,10 +252,13 @@ class LatentLSTMCell(keras.layers.Layer):
             h_new, c_new = lstm_update(inputs + rec, c)
             return h, [h_new, c_new]
         four_h = 4 * self.h_dim
-        gx, px, eps = tf.split(inputs, [four_h, self.mlp_units, self.z_dim], axis=-1)
-        gh, ph = tf.split(rec, [four_h, self.mlp_units], axis=-1)
-        loc, scale, z, fz = self.posterior_sample(px, ph, eps, h)
-        h_new, c_new = lstm_update(gx + gh + z_product(fz), c)
+        # [gx, px] + h @ W_rec = the pre-activations of the gates (without phi_z's part) and of
+        # the posterior's first layer, added as one tensor and split once (each split costs a
+        # concat in the backward loop).
+        hoisted, eps = tf.split(inputs, [four_h + self.mlp_units, self.z_dim], axis=-1)
+        gates, post = tf.split(hoisted + rec, [four_h, self.mlp_units], axis=-1)
+        loc, scale, z, fz = self.posterior_sample(post, eps, h)
+        h_new, c_new = lstm_update(gates + z_product(fz), c)
         return tf.concat([h, loc, scale, z, fz], axis=-1), [h_new, c_new]
 
     def split_outputs(self, outputs):

@@ -378,7 +378,10 @@ def export(workdir, export_dir, checkpoint="", serving_version="", overwrite=Fal
             raise ExportError(f"{path}: exists and is not empty (pass --overwrite to replace it)")
         shutil.rmtree(path)
     generator = build_generator(workdir, checkpoint)
-    tf.saved_model.save(generator, path, signatures=generator.signatures())
+    # The training-speed custom gradients (cells.dense_product, SequenceNetwork.recurrence) are
+    # not saved: the signatures sample and score, nothing differentiates through them.
+    tf.saved_model.save(generator, path, signatures=generator.signatures(),
+                        options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
     return path, generator
 
 

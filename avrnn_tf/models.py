@@ -240,12 +240,12 @@ class SequenceNetwork(keras.layers.Layer):
                 width = kernels[0].shape[-1]
                 # One [rows, B*T] x [B*T, cols] product per kernel (transpose_a runs at full
                 # speed in oneDNN, unlike transpose_b).
-                flat = lambda t: tf.reshape(t, [-1, t.shape[-1]])
-                d_gates = flat(d_in[..., :width])
-                d_kernels = [tf.matmul(flat(parts["h_prev"]), d_gates, transpose_a=True)]
+                d_gates = tf.reshape(d_in[..., :width], [-1, width])
+                h_prev = tf.reshape(parts["h_prev"], [-1, self.spec.h_dim])
+                d_kernels = [tf.matmul(h_prev, d_gates, transpose_a=True)]
                 if self.z_dim:
-                    d_kernels.append(tf.matmul(flat(parts["phi_z"]), d_gates[:, :four_h],
-                                               transpose_a=True))
+                    phi_z = tf.reshape(parts["phi_z"], [-1, self.spec.mlp_units])
+                    d_kernels.append(tf.matmul(phi_z, d_gates[:, :four_h], transpose_a=True))
                 return (d_in, *d_kernels), d_vars
 
             return out, grad

@@ -645,5 +645,5 @@ def _train(run, verbose):
     if samples:
         log(f"wrote {len(samples)} generated clip(s) to {os.path.dirname(samples[0])}")
     log(f"done at step {run.step}; TensorBoard: tensorboard --logdir "
-        f"{os.path.join(run.workdir, 'tensorboard')}")
+        f"{os.path.join(run.read_dir, 'tensorboard')}")
     return {"step": run.step, "valid": {k: float(v) for k, v in result.items()}, "samples": samples}

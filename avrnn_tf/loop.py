@@ -59,18 +59,24 @@ def make_optimizer(train):
     return keras.optimizers.RMSprop(train.learning_rate)
 
 
-STRATEGIES = ("default", "mirrored")
+STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
 def make_strategy(name):
     """The tf.distribute strategy called `name`: "default" (one device) or "mirrored" (every local
-    GPU, or every logical CPU device; data-parallel, gradients summed across replicas)."""
+    GPU, or every logical CPU device; data-parallel, gradients summed across replicas), or
+    "multi_worker" (MultiWorkerMirroredStrategy over the workers TF_CONFIG lists; see
+    multi_worker.py)."""
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
         gpus = tf.config.list_logical_devices("GPU")
         devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
         return tf.distribute.MirroredStrategy(devices)
+    if name == "multi_worker":
+        from avrnn_tf import multi_worker
+
+        return multi_worker.strategy()
     raise config_lib.ConfigError(f"unknown strategy {name!r}; expected one of {STRATEGIES}")
 
 
@@ -153,21 +159,118 @@ class Run:
         self.strategy = make_strategy(strategy)
         self.interrupted = None  # The signal number once SIGTERM/SIGINT arrived.
         self.stop_reason = None
+        self.read_dir = workdir  # Where checkpoints and saved statistics are read (the chief's).
+        workdir = self._place_worker(workdir)
         workdir_lib.check_writable(workdir)
         self.lock = workdir_lib.WorkdirLock(workdir)
+        if not self.is_chief:
+            self._clear_scratch()
         try:
             self._setup(force_resume)
         except BaseException:
             self.lock.release()  # A run that failed to start leaves the workdir free.
             raise
 
+    def _place_worker(self, workdir):
+        """Multi-worker runs: worker 0 (the chief) writes `workdir`; worker i > 0 writes a scratch
+        directory `<workdir>/.worker-<i>` (its saves are still needed: saving is collective) and
+        reads checkpoints from `workdir`. Returns the directory this process writes."""
+        from avrnn_tf import multi_worker
+
+        self.collective = None  # Chief-decides-for-all helper on several workers.
+        self.worker_index, self.num_workers = 0, 1
+        if multi_worker.is_multi_worker(self.strategy):
+            self.worker_index = multi_worker.worker_index(self.strategy)
+            self.num_workers = multi_worker.num_workers(self.strategy)
+            self.collective = multi_worker.Collective(self.strategy)
+            if self.worker_index > 0:
+                self.workdir = multi_worker.scratch_dir(workdir, self.worker_index)
+        replicas = self.strategy.num_replicas_in_sync
+        if self.config.data.batch_size % replicas:
+            raise config_lib.ConfigError(
+                f"config.data.batch_size = {self.config.data.batch_size} is the global batch, split "
+                f"evenly over the {replicas} replicas of the {type(self.strategy).__name__}; use a "
+                f"multiple of {replicas}")
+        return self.workdir
+
+    @property
+    def is_chief(self):
+        return self.worker_index == 0
+
+    def _clear_scratch(self):
+        """Empties a non-chief worker's scratch directory (what an earlier run left), keeping its lock."""
+        import shutil
+
+        for name in os.listdir(self.workdir):
+            path = os.path.join(self.workdir, name)
+            if name != ".lock":
+                shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
+
+    def sync_interrupted(self):
+        """On several workers, a signal received by any worker stops all of them at the same step
+        (stopping saves a checkpoint, a collective). One all-reduce; a no-op on one worker."""
+        if self.collective is not None:
+            if self.collective.total(1.0 if self.interrupted else 0.0) > 0 and not self.interrupted:
+                self.interrupted = signal.SIGTERM
+                log(f"another worker was stopped by a signal; worker {self.worker_index} stops too")
+
+    def distribute(self, ds):
+        """Prepares a training dataset for the strategy. tf.distribute splits every element along
+        its first axis into the replicas' slices of the global batch, so A-VRNN's separate phase
+        batches [P, B, ...] become [B, P, ...] (the trainer's `phase_axis` = 1); on several workers
+        every worker builds the same global batches and keeps its own slice (DATA sharding)."""
+        from avrnn_tf import multi_worker
+
+        replicas = self.strategy.num_replicas_in_sync
+        if replicas > 1 and getattr(self.trainer, "separate_batches", False) and \
+                getattr(self.trainer, "num_batches_per_step", 1) > 1:
+            self.trainer.phase_axis = 1
+            swap = lambda v: tf.transpose(v, tf.concat([[1, 0], tf.range(2, tf.rank(v))], 0))
+            ds = ds.map(lambda x, m: (swap(x), swap(m)))
+        if multi_worker.is_multi_worker(self.strategy):
+            # Keras 3.15's fit reduces one input batch across replicas to build the model
+            # symbolically, which fails under MultiWorkerMirroredStrategy (a reduce of a nested
+            # PerReplica structure). The trainer and its optimizers are built already
+            # (build_trainer), so that build has nothing to do and is skipped.
+            if not all(layer.built for layer in self.trainer._flatten_layers()):
+                raise RuntimeError("the trainer must be built before a multi-worker fit")
+            self.trainer._maybe_symbolic_build = lambda *args, **kwargs: None
+            # Keras 3.15 reduces the logs of a multi-worker step with a mean along axis 0, which
+            # fails for scalars; train_step's logs are global values, the same on every replica
+            # (`results` all-reduces the metric sums), so as [1] vectors their mean is the value.
+            if not getattr(self.trainer, "_logs_as_vectors", False):
+                step = self.trainer.train_step
+                self.trainer.train_step = lambda data: {
+                    k: tf.reshape(v, [1]) for k, v in step(data).items()}
+                self.trainer._logs_as_vectors = True
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = \
+                tf.data.experimental.AutoShardPolicy.DATA
+            ds = ds.with_options(options)
+        return ds
+
+    def finish_worker(self):
+        """After a completed multi-worker run: logs this worker's weights digest (equal on every
+        worker) and removes a non-chief worker's scratch directory."""
+        from avrnn_tf import multi_worker
+
+        if self.collective is None:
+            return
+        log(f"worker {self.worker_index} of {self.num_workers}: final weights digest "
+            f"{multi_worker.weights_digest(self.trainer.variables)}")
+        if not self.is_chief:
+            import shutil
+
+            self.lock.release()
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
     def _setup(self, force_resume):
         config, workdir = self.config, self.workdir
         data, t = config.data, config.train
         checkpoint_dir = os.path.join(workdir, "checkpoints")
-        resuming = tf.train.latest_checkpoint(checkpoint_dir) is not None
+        resuming = tf.train.latest_checkpoint(os.path.join(self.read_dir, "checkpoints")) is not None
         if resuming:
-            diffs = workdir_lib.check_resume_config(workdir, config.to_dict(), force_resume)
+            diffs = workdir_lib.check_resume_config(self.read_dir, config.to_dict(), force_resume)
             if diffs:
                 log("resuming with a changed config (--force_resume): " + "; ".join(diffs))
         if t.deterministic:
@@ -184,8 +287,9 @@ class Run:
             if getattr(self.corpus, "skipped", None):
                 corpora.write_skipped(os.path.join(workdir, prepared_lib.SKIPPED_FILE),
                                       self.corpus.skipped, self.corpus.source)
-            if resuming and os.path.exists(stats_path):  # A resumed run keeps its statistics.
-                saved = pipeline.load_stats(stats_path)
+            saved_path = os.path.join(self.read_dir, "data_stats.json")
+            if resuming and os.path.exists(saved_path):  # A resumed run keeps its statistics.
+                saved = pipeline.load_stats(saved_path)
                 self.standardizer = pipeline.Standardizer(saved["mean"], saved["std"])
             else:
                 self.standardizer = pipeline.fit_standardizer(self.corpus)
@@ -212,11 +316,17 @@ class Run:
         self.best_manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(checkpoint_dir, "best"), max_to_keep=1,
             checkpoint_name="ckpt")
+        self.restore_manager = self.manager  # Non-chief workers restore the chief's checkpoints.
+        if self.read_dir != self.workdir:
+            self.restore_manager = tf.train.CheckpointManager(
+                self.checkpoint, os.path.join(self.read_dir, "checkpoints"),
+                max_to_keep=t.keep_checkpoints, checkpoint_name="ckpt")
         # Model + optimizer slots (<= 3 copies of the weights) for the kept checkpoints + best + 1.
         size = 4 * sum(int(np.prod(v.shape)) for v in self.trainer.variables) + \
             4 * sum(int(np.prod(v.shape)) for v in self.trainer.optimizer.variables)
         workdir_lib.check_writable(workdir, needed_bytes=size * (t.keep_checkpoints + 2))
-        self.writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+        self.writer = (tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+                       if self.is_chief else tf.summary.create_noop_writer())
         self.sampler = tf.function(self.network.sample)
 
     def _use_prepared(self, data, stats_path, path):
@@ -271,7 +381,7 @@ class Run:
 
     def restore(self):
         """Restores the newest readable checkpoint (an unreadable one is reported and skipped)."""
-        for path in reversed(self.manager.checkpoints):
+        for path in reversed(self.restore_manager.checkpoints):
             try:
                 self.checkpoint.restore(path).assert_existing_objects_matched()
             except Exception as e:  # A damaged file fails in many ways (DataLoss, IndexError, ...).
@@ -279,11 +389,22 @@ class Run:
                     f"{str(e).splitlines()[0][:200]}); trying the previous one")
                 continue
             log(f"resuming from {path} at step {self.step}")
-            return self.step
-        if self.manager.checkpoints:
+            return self.check_same_step()
+        if self.restore_manager.checkpoints:
             raise workdir_lib.WorkdirError(
-                f"no checkpoint in {self.manager.directory!r} could be read; move the directory "
-                "away to start the run afresh")
+                f"no checkpoint in {self.restore_manager.directory!r} could be read; move the "
+                "directory away to start the run afresh")
+        return self.check_same_step()
+
+    def check_same_step(self):
+        """On several workers, checks that every worker restored the chief's step; returns it."""
+        if self.collective is not None:
+            chief = int(self.collective.broadcast(self.step))
+            if self.collective.total(float(self.step != chief)) > 0:
+                raise workdir_lib.WorkdirError(
+                    f"the workers restored different checkpoints (the chief step {chief}, worker "
+                    f"{self.worker_index} step {self.step}); every worker must see the chief's "
+                    f"{os.path.join(self.read_dir, 'checkpoints')!r} (a shared filesystem)")
         return self.step
 
     def weights_finite(self):
@@ -293,9 +414,14 @@ class Run:
     def save(self, manager=None):
         """Writes a checkpoint of the current step (once per step) unless a weight is non-finite."""
         manager = manager or self.manager
-        if manager.latest_checkpoint == os.path.join(manager.directory, f"ckpt-{self.step}"):
+        done = manager.latest_checkpoint == os.path.join(manager.directory, f"ckpt-{self.step}")
+        finite = done or self.weights_finite()
+        if self.collective is not None:  # Saving is collective: the chief decides for all.
+            code = int(self.collective.broadcast(2 * done + finite))
+            done, finite = code >= 2, code % 2 == 1
+        if done:
             return manager.latest_checkpoint
-        if not self.weights_finite():
+        if not finite:
             log(f"not saving a checkpoint at step {self.step}: some weights are not finite; "
                 f"the last checkpoint ({manager.latest_checkpoint}) is kept")
             return None
@@ -313,7 +439,10 @@ class Run:
         records it)."""
         path = os.path.join(self.workdir, "checkpoints", "best.json")
         best = json.load(open(path)) if os.path.exists(path) else None
-        if not math.isfinite(valid_loss) or (best and best["valid_loss"] <= valid_loss):
+        worse = not math.isfinite(valid_loss) or (best and best["valid_loss"] <= valid_loss)
+        if self.collective is not None:  # Saving is collective: the chief decides for all.
+            worse = self.collective.broadcast(float(bool(worse))) > 0.5
+        if worse:
             return
         if self.save(self.best_manager):
             workdir_lib.atomic_write_text(path, json.dumps(
@@ -387,7 +516,7 @@ class Run:
 
     def write_audio(self):
         t = self.config.train
-        if not t.num_audio_clips or self.corpus.binary:
+        if not t.num_audio_clips or self.corpus.binary or not self.is_chief:
             return
         wave = self.generate(t.num_audio_clips, t.audio_seconds, seed=self.step)
         with self.writer.as_default(step=self.step):
@@ -398,7 +527,7 @@ class Run:
         import soundfile
 
         t = self.config.train
-        if not t.num_final_samples or self.corpus.binary:
+        if not t.num_final_samples or self.corpus.binary or not self.is_chief:
             return []
         folder = os.path.join(self.workdir, "samples")
         os.makedirs(folder, exist_ok=True)
@@ -426,6 +555,7 @@ class StepCallback(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         run, t = self.run, self.run.config.train
+        run.sync_interrupted()
         step = run.step
         diverged = bool(logs) and int(logs.get("nonfinite_streak", 0)) >= t.max_nonfinite_steps
         if (step % t.log_every == 0 or diverged) and logs:
@@ -466,7 +596,9 @@ def train_and_evaluate(config, workdir, verbose="auto", force_resume=False, stra
     """
     run = Run(config, workdir, force_resume, strategy)
     try:
-        return _train(run, verbose)
+        result = _train(run, verbose)
+        run.finish_worker()
+        return result
     finally:
         run.writer.flush()
         run.lock.release()
@@ -496,11 +628,13 @@ def _train(run, verbose):
             result = run.evaluate()
         callback = StepCallback(run)
         total_rounds = math.ceil(t.steps / t.eval_every)
+        run.sync_interrupted()
         while step < t.steps and not run.interrupted:
             n = min(t.eval_every - step % t.eval_every, t.steps - step)
-            ds = run.train_dataset(step)
+            ds = run.distribute(run.train_dataset(step))
             run.trainer.fit(ds, epochs=step // t.eval_every + 1, initial_epoch=step // t.eval_every,
                             steps_per_epoch=n, callbacks=[callback], verbose=verbose, shuffle=False)
+            run.sync_interrupted()
             step = run.step
             if run.stop_reason:
                 raise TrainingStopped(f"training stopped: {run.stop_reason}", exit_code=3)
@@ -509,6 +643,7 @@ def _train(run, verbose):
             result = run.evaluate()
             log(f"step {step}/{t.steps} (round {math.ceil(step / t.eval_every)}/{total_rounds}): "
                 + ", ".join(f"valid {k} {v:.4f}" for k, v in result.items()))
+            run.sync_interrupted()
         saved = run.save()
         if run.interrupted:
             name = signal.Signals(run.interrupted).name
@@ -522,5 +657,5 @@ def _train(run, verbose):
     if samples:
         log(f"wrote {len(samples)} generated clip(s) to {os.path.dirname(samples[0])}")
     log(f"done at step {run.step}; TensorBoard: tensorboard --logdir "
-        f"{os.path.join(run.workdir, 'tensorboard')}")
+        f"{os.path.join(run.read_dir, 'tensorboard')}")
     return {"step": run.step, "valid": {k: float(v) for k, v in result.items()}, "samples": samples}

@@ -17,8 +17,12 @@ import tempfile
 _done = False
 
 
-def import_tensorflow():
-    """Returns the `tensorflow` module, imported with its start-up logging suppressed."""
+def import_tensorflow(before_init=None):
+    """Returns the `tensorflow` module, imported with its start-up logging suppressed.
+
+    `before_init(tf)`, if given, runs after the import and before TensorFlow initialises its
+    devices (MultiWorkerMirroredStrategy must be created then; see multi_worker.py).
+    """
     global _done
     if _done or "tensorflow" in sys.modules:
         import tensorflow as tf
@@ -36,6 +40,8 @@ def import_tensorflow():
         if virtual > 1 and cpus:  # Several logical CPU devices, e.g. to try --strategy=mirrored.
             tf.config.set_logical_device_configuration(
                 cpus[0], [tf.config.LogicalDeviceConfiguration()] * virtual)
+        if before_init is not None:
+            before_init(tf)
         tf.constant(0.0) + 1.0  # Device initialisation also prints (cuInit on CPU-only machines).
         tf.get_logger().setLevel("ERROR")
         import tensorflow_probability  # noqa: F401  (its tf-keras import logs too)

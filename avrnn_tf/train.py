@@ -19,9 +19,13 @@ from absl import logging
 from ml_collections import config_flags
 
 from avrnn_tf import cli
+from avrnn_tf import multi_worker
 from avrnn_tf.tf_setup import import_tensorflow
 
-import_tensorflow()  # Before the config file (which imports TensorFlow) is loaded by flag parsing.
+# Before the config file (which imports TensorFlow) is loaded by flag parsing. A multi-worker
+# strategy has to exist before TensorFlow initialises its devices, so it is made here.
+import_tensorflow(before_init=multi_worker.create_strategy
+                  if multi_worker.requested(sys.argv) else None)
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -33,9 +37,11 @@ flags.DEFINE_enum("progress", "auto", ["auto", "bar", "epoch", "none"],
 flags.DEFINE_bool("force_resume", False,
                   "Continue the run in --workdir even though its saved config differs from this one "
                   "in fields that define the experiment (model, data, optimizer, seed).")
-flags.DEFINE_enum("strategy", "default", ["default", "mirrored"],
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
                   "tf.distribute strategy: one device, or data-parallel over every local GPU (every "
-                  "logical CPU device without GPUs; AVRNN_VIRTUAL_CPUS=N makes N of them).")
+                  "logical CPU device without GPUs; AVRNN_VIRTUAL_CPUS=N makes N of them), or "
+                  "data-parallel over the workers the TF_CONFIG environment variable lists "
+                  "(MultiWorkerMirroredStrategy; worker 0 writes the workdir).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 _VERBOSE = {"auto": 1 if sys.stdout.isatty() else 2, "bar": 1, "epoch": 2, "none": 0}
@@ -54,10 +60,12 @@ def main(argv):
     from avrnn_tf.data.audio import DataError
     from avrnn_tf.workdir import WorkdirError
 
+    if FLAGS.strategy == "multi_worker" and multi_worker.startup_error():
+        fail(str(multi_worker.startup_error()))
     try:
         loop.train_and_evaluate(FLAGS.config, FLAGS.workdir, verbose=_VERBOSE[FLAGS.progress],
                                 force_resume=FLAGS.force_resume, strategy=FLAGS.strategy)
-    except (config_lib.ConfigError, DataError, WorkdirError) as e:
+    except (config_lib.ConfigError, DataError, WorkdirError, multi_worker.TFConfigError) as e:
         fail(str(e))
     except loop.TrainingStopped as e:
         print(f"avrnn-train: {e}", file=sys.stderr, flush=True)

@@ -52,6 +52,22 @@ def _replicas():
     return ctx if ctx is not None and ctx.num_replicas_in_sync > 1 else None
 
 
+def replica_sum(ctx, value):
+    """`ctx.all_reduce(SUM, value)` for a nest of tensors in replica context `ctx`.
+
+    tf.distribute sends an all-reduce of plain tensors to the tensors' device; under
+    MultiWorkerMirroredStrategy with one device per worker the replica function runs without a
+    device scope, so the tensors have none and the all-reduce fails ("destinations can not be
+    empty"). The values are then first placed on the worker's device. (With several local
+    devices every replica already runs under its device's scope.)
+    """
+    local = ctx.strategy.extended.worker_devices
+    if len(local) == 1:
+        with tf.device(local[0]):
+            value = tf.nest.map_structure(lambda v: None if v is None else tf.identity(v), value)
+    return ctx.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
 def clip_gradients(grads, clip_norm):
     """Clips by global norm when clip_norm > 0; returns (grads, norm before clipping).
 
@@ -60,7 +76,7 @@ def clip_gradients(grads, clip_norm):
     single-device clipped gradient.
     """
     ctx = _replicas()
-    norm = tf.linalg.global_norm(ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads) if ctx else grads)
+    norm = tf.linalg.global_norm(replica_sum(ctx, grads) if ctx else grads)
     if clip_norm and clip_norm > 0:
         factor = clip_norm / tf.maximum(norm, clip_norm)
         grads = [None if g is None else g * factor for g in grads]
@@ -88,7 +104,7 @@ def replica_normal(shape, seed):
 def global_sum(value):
     """`value` summed over the replicas (itself on one device)."""
     ctx = _replicas()
-    return ctx.all_reduce(tf.distribute.ReduceOp.SUM, value) if ctx else value
+    return replica_sum(ctx, value) if ctx else value
 
 
 def apply_if_finite(optimizer, loss, grads, variables, clip_norm):
@@ -117,7 +133,7 @@ def apply_if_finite(optimizer, loss, grads, variables, clip_norm):
     # Several replicas: every replica must take the same branch, and a branch that applies
     # gradients synchronises (merge_call), which tf.distribute allows only from a cross-replica
     # context; so the decision is all-reduced and the cond runs there.
-    finite = ctx.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32)) == 0
+    finite = replica_sum(ctx, 1.0 - tf.cast(finite, tf.float32)) == 0
 
     def cross_replica(distribution, finite, grads):
         decision = distribution.experimental_local_results(finite)[0]
@@ -334,7 +350,9 @@ class AVRNNTrainer(ELBOTrainer):
          so RMSProp leaves them exactly unchanged.
     Each phase may read its own batch: with `separate_batches` a batch is (x [P, B, T, D],
     mask [P, B, T]) with P = n_critic + 2 (reconstruction, each critic step, adversarial);
-    otherwise (x [B, T, D], mask [B, T]) shared by all phases.
+    otherwise (x [B, T, D], mask [B, T]) shared by all phases. With `phase_axis = 1` the phases
+    are the second axis instead (x [B, P, T, D], mask [B, P, T]): tf.distribute splits a batch
+    along its first axis, which must then be the batch axis (loop.Run sets it on several replicas).
 
     Noise: the reconstruction phase draws exactly the noise `ELBOTrainer` draws at the same step;
     critic step k and the adversarial phase fold k + 1 and a fixed constant into that seed.
@@ -370,6 +388,7 @@ class AVRNNTrainer(ELBOTrainer):
         self.regularize = bool(regularize)
         self.critic_optimizer = None
         self.adversarial_optimizer = None
+        self.phase_axis = 0  # The axis of P in separate batches (see the class docstring).
 
         groups = avrnn_variable_groups(network)
         every = network.trainable_variables
@@ -473,7 +492,8 @@ class AVRNNTrainer(ELBOTrainer):
         self.trace_count += 1
         x, mask = data
         if self.separate_batches and self.regularize:
-            batch = lambda p: (x[p], mask[p])
+            axis = self.phase_axis
+            batch = lambda p: (tf.gather(x, p, axis=axis), tf.gather(mask, p, axis=axis))
         else:
             batch = lambda p: (x, mask)
         seed = step_seed(self.seed, self.optimizer.iterations)

@@ -239,8 +239,10 @@ def save_stats(path, corpus, standardizer, frame_size):
              "mean": standardizer.mean, "std": standardizer.std, "source": corpus.source,
              "split_sizes": corpus.sizes(),
              "train_samples": int(sum(len(s) for _, s in corpus.train))}
-    with open(path, "w") as f:
-        json.dump(stats, f, indent=2, sort_keys=True)
+    # Atomic: the other workers of a multi-worker run read the chief's copy while it is rewritten.
+    from avrnn_tf.workdir import atomic_write_text
+
+    atomic_write_text(path, json.dumps(stats, indent=2, sort_keys=True))
     return stats
 
 

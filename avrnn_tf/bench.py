@@ -56,6 +56,9 @@ def define_flags():
     flags.DEFINE_integer("profile_frames", 40, "Frames per sequence of the --profile run.")
     flags.DEFINE_string("profile_algorithm", "elbo", "elbo (VRNN-Gauss) or avrnn for --profile.")
     flags.DEFINE_bool("xla", False, "With --profile: the XLA-compiled step (train.xla=on).")
+    flags.DEFINE_bool("transposes", False, "Instead of the benchmark: time the matmul variants of "
+                      "a gradient (transpose_b vs a stored transpose vs transpose_a) at the "
+                      "training step's shapes (the reason for cells.Dense).")
 
 
 REFERENCE = dict(x_dim=200, h_dim=512, z_dim=64, mlp_units=256, batch=32, frames=40)
@@ -145,11 +148,13 @@ class TimedTraining:
     """
 
     def __init__(self, tf, size, algorithm="elbo", jit_compile=False):
+        from avrnn_tf.data import pipeline
+
         self.trainer = build_trainer(tf, size, algorithm, jit_compile)
         b, t, d = size["batch"], size["frames"], size["x_dim"]
         self.frames = b * t
         x = tf.random.stateless_normal([b, t, d], seed=[1, 2])
-        self.ds = tf.data.Dataset.from_tensors((x, tf.ones([b, t]))).repeat()
+        self.ds = pipeline.for_fit(tf.data.Dataset.from_tensors((x, tf.ones([b, t]))).repeat())
 
     def warm_up(self):
         self.trainer.fit(self.ds, steps_per_epoch=3, epochs=1, verbose=0, shuffle=False)
@@ -258,12 +263,13 @@ def linear_fit(xs, ys):
 def profile_training(tf, logdir, frames, algorithm, jit_compile, steps=5, size=REFERENCE):
     """Trains at `size` (the reference) under tf.profiler and returns profiling.summarize_trace."""
     from avrnn_tf import profiling
+    from avrnn_tf.data import pipeline
 
     size = dict(size, frames=frames)
     trainer = build_trainer(tf, size, algorithm, jit_compile)
     b, t, d = size["batch"], size["frames"], size["x_dim"]
     x = tf.random.stateless_normal([b, t, d], seed=[1, 2])
-    ds = tf.data.Dataset.from_tensors((x, tf.ones([b, t]))).repeat()
+    ds = pipeline.for_fit(tf.data.Dataset.from_tensors((x, tf.ones([b, t]))).repeat())
     trainer.fit(ds, steps_per_epoch=3, epochs=1, verbose=0, shuffle=False)
     tf.profiler.experimental.start(logdir)
     trainer.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
@@ -318,6 +324,45 @@ def generation_rtf(tf, size, batch, seconds=2.0, sample_rate=16000, repeats=3):
     return summarize(rates)
 
 
+def transposed_products(tf, rounds=6):
+    """GFLOP/s of the products a training step's gradients need, in each storage variant.
+
+    For x [M, K] @ W [K, N]: the forward product, the input gradient dy [M, N] @ W^T computed with
+    `transpose_b` (what autodiff emits) and with W^T stored, and the weight gradient x^T dy
+    (`transpose_a`). Shapes: the loop's two products at batch 32 and the step's big stacked ones
+    (B*T = 1280). Each variant runs `n` times inside one tf.function; the best of `rounds`
+    interleaved rounds is reported (this VM's speed changes over seconds).
+    """
+    shapes = [(32, 512, 2304), (32, 256, 2048), (1280, 256, 2048), (1280, 768, 256),
+              (1280, 256, 400), (1280, 200, 256)]
+    variants = (("forward x @ W", lambda a, b: tf.matmul(a, b), "x", "w"),
+                ("dx = dy @ W^T, transpose_b", lambda a, b: tf.matmul(a, b, transpose_b=True), "dy", "w"),
+                ("dx = dy @ W^T, W^T stored", lambda a, b: tf.matmul(a, b), "dy", "wt"),
+                ("dW = x^T @ dy, transpose_a", lambda a, b: tf.matmul(a, b, transpose_a=True), "x", "dy"))
+    cases = []
+    for m, k, n in shapes:
+        reps = 200 if m == 32 else 20
+        t = {"x": tf.random.normal([m, k]), "w": tf.random.normal([k, n]),
+             "dy": tf.random.normal([m, n])}
+        t["wt"] = tf.constant(tf.transpose(t["w"]).numpy())  # Stored, not folded by Grappler.
+        for name, fn, a, b in variants:
+            def loop(a, b, fn=fn, reps=reps):
+                return tf.foldl(lambda acc, _: acc + fn(a, b)[0, 0], tf.range(reps),
+                                initializer=tf.constant(0.0))
+            f = tf.function(loop)
+            f(t[a], t[b]).numpy()
+            cases.append({"shape": [m, k, n], "variant": name, "f": f, "args": (t[a], t[b]),
+                          "reps": reps, "best_s": float("inf")})
+    for _ in range(rounds):
+        for c in cases:
+            start = time.perf_counter()
+            c["f"](*c["args"]).numpy()
+            c["best_s"] = min(c["best_s"], (time.perf_counter() - start) / c["reps"])
+    return [{"shape": c["shape"], "variant": c["variant"], "us": 1e6 * c["best_s"],
+             "gflops": 2 * c["shape"][0] * c["shape"][1] * c["shape"][2] / c["best_s"] / 1e9}
+            for c in cases]
+
+
 def torch_peer_once(size):
     """frames/s of one run of the PyTorch peer on `size`, or None without torch or the script."""
     try:
@@ -342,6 +387,14 @@ def main(argv):
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)
+    if FLAGS.transposes:
+        rows = transposed_products(tf)
+        for r in rows:
+            print(f"{str(tuple(r['shape'])):<18} {r['variant']:<30} {r['us']:9.1f} us "
+                  f"{r['gflops']:6.0f} GFLOP/s")
+        with open(FLAGS.output, "w") as f:
+            json.dump(rows, f, indent=2)
+        return
     if FLAGS.profile:
         from avrnn_tf import profiling
 

@@ -62,6 +62,7 @@ def test_an_epoch_of_the_stream_holds_every_chunk_once(prepared_dir):
     stats = prepared.load_stats(prepared_dir)
     n = prepared.num_chunks(stats, 7)
     ds = prepared.train_dataset(prepared_dir, stats, 1, 7, seed=3, start_step=0, shuffle_buffer=16)
+    assert ds.options().autotune.enabled is False  # See pipeline.for_fit.
     streamed = [(x.numpy()[0], m.numpy()[0]) for x, m in ds.take(2 * n)]
     frames = [(name, f.numpy()) for name, f in prepared.records(prepared_dir, stats, "train")]
     x, mask = pipeline.training_chunks([(nm, f.reshape(-1)) for nm, f in frames],

@@ -130,3 +130,14 @@ def test_bad_audio_directory_errors_name_the_problem(tmp_path):
     with pytest.raises(audio.DataError) as e:
         audio.read_directory(str(tmp_path))
     assert "fake.wav" in str(e.value) and "empty.wav" in str(e.value) and "2 of 3" in str(e.value)
+
+
+def test_training_datasets_turn_tf_data_autotuning_off(tf, pipeline):
+    """fit() deletes its iterator at the end of every round; with autotuning on that waits for the
+    autotune thread's next wake-up (BUILD_NOTES 4.7), so every training dataset turns it off."""
+    x = np.zeros([6, 2, 3], np.float32)
+    mask = np.ones([6, 2], np.float32)
+    for ds in (pipeline.train_dataset(x, mask, 2, 0, 0),
+               pipeline.phase_train_dataset(x, mask, 2, 0, 0, 3)):
+        assert ds.options().autotune.enabled is False
+        assert next(iter(ds))[0].shape[-1] == 3  # Still produces batches.

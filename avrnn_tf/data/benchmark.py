@@ -42,6 +42,7 @@ def main(argv):
     from avrnn_tf import config as config_lib
     from avrnn_tf import loop
     from avrnn_tf import models
+    from avrnn_tf.data import pipeline
     from avrnn_tf.data import prepared
 
     config = config_lib.validate(FLAGS.config)
@@ -63,7 +64,7 @@ def main(argv):
     network = models.create_network(config_lib.model_spec(config, stats["frame_size"]))
     trainer = loop.build_trainer(config, network)
     batch = next(iter(make()))
-    cached = tf.data.Dataset.from_tensors(batch).repeat()
+    cached = pipeline.for_fit(tf.data.Dataset.from_tensors(batch).repeat())
     n = FLAGS.train_steps
     trainer.fit(cached, epochs=1, steps_per_epoch=3, verbose=0, shuffle=False)  # Trace and warm up.
     step_rate = _rate(lambda: trainer.fit(cached, epochs=1, steps_per_epoch=n, verbose=0, shuffle=False), n, b)

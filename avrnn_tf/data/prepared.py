@@ -38,6 +38,7 @@ from avrnn_tf.data import corpora
 STATS_FILE = corpora.STATS_FILE
 SKIPPED_FILE = "skipped_files.txt"
 FORMAT_VERSION = 1
+PARALLEL_READS = 2  # Shards read and records parsed in parallel by the streamed training dataset.
 SPLITS = ("train", "valid", "test")
 
 
@@ -298,13 +299,15 @@ def train_dataset(path, stats, batch_size, chunk_frames, seed, start_step, shuff
         order = tf.random.experimental.stateless_shuffle(tf.range(num_files), seed=key)
         shard_ds = tf.data.Dataset.from_tensor_slices(tf.gather(files, order))
         recs = shard_ds.interleave(tf.data.TFRecordDataset, cycle_length=min(cycle_length, num_files),
-                                   block_length=1, num_parallel_calls=tf.data.AUTOTUNE,
+                                   block_length=1, num_parallel_calls=PARALLEL_READS,
                                    deterministic=True)
-        chunks = recs.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).flat_map(cut)
+        chunks = recs.map(parse, num_parallel_calls=PARALLEL_READS, deterministic=True).flat_map(cut)
         return chunks.shuffle(shuffle_buffer, seed=key[0] % (2 ** 62), reshuffle_each_iteration=False)
 
     ds = tf.data.Dataset.range(start_epoch, np.iinfo(np.int64).max).flat_map(epoch)
-    return ds.skip(offset).batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    from avrnn_tf.data import pipeline
+
+    return pipeline.for_fit(ds.skip(offset).batch(batch_size, drop_remainder=True).prefetch(2))
 
 
 def eval_batches(path, stats, split, batch_size, max_utterances=0):

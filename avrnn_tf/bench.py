@@ -53,8 +53,10 @@ def define_flags():
     flags.DEFINE_string("profile", "", "Instead of the benchmark: record a tf.profiler trace of "
                         "reference-size VRNN-Gauss training steps in this directory and print "
                         "where the step's time goes (avrnn_tf/profiling.py).")
-    flags.DEFINE_integer("profile_frames", 40, "Frames per sequence of the --profile run.")
-    flags.DEFINE_string("profile_algorithm", "elbo", "elbo (VRNN-Gauss) or avrnn for --profile.")
+    flags.DEFINE_integer("profile_frames", 40, "Frames per sequence of the --profile run.",
+                         lower_bound=1)
+    flags.DEFINE_enum("profile_algorithm", "elbo", ["elbo", "avrnn"],
+                      "elbo (VRNN-Gauss) or avrnn for --profile.")
     flags.DEFINE_bool("xla", False, "With --profile: the XLA-compiled step (train.xla=on).")
     flags.DEFINE_bool("transposes", False, "Instead of the benchmark: time the matmul variants of "
                       "a gradient (transpose_b vs a stored transpose vs transpose_a) at the "
@@ -398,6 +400,13 @@ def main(argv):
     if FLAGS.profile:
         from avrnn_tf import profiling
 
+        try:  # Before any training: a bad directory is found in a second, not after the trace.
+            os.makedirs(FLAGS.profile, exist_ok=True)
+            with open(os.path.join(FLAGS.profile, ".write_test"), "w"):
+                pass
+            os.remove(os.path.join(FLAGS.profile, ".write_test"))
+        except OSError as e:
+            raise app.UsageError(f"--profile={FLAGS.profile}: cannot write there ({e.strerror})")
         summary = profile_training(tf, FLAGS.profile, FLAGS.profile_frames, FLAGS.profile_algorithm,
                                    FLAGS.xla)
         print(f"{FLAGS.profile_algorithm} at the reference size, {FLAGS.profile_frames} frames"

@@ -56,3 +56,14 @@ def test_linear_fit_recovers_a_line_and_reports_departures():
     a, b, worst = bench.linear_fit([20, 40, 80, 160], [110.0, 120.0, 140.0, 180.0])
     assert abs(a - 100) < 1e-9 and abs(b - 0.5) < 1e-12 and worst < 1e-12
     assert bench.linear_fit([20, 40, 80, 160], [100.0, 100.0, 100.0, 400.0])[2] > 0.2
+
+
+def test_bench_refuses_an_unwritable_profile_directory_before_training(tmp_path):
+    from conftest import run_cli
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    result = run_cli("avrnn_tf.bench", f"--profile={blocker / 'trace'}", timeout=120)
+    assert result.returncode != 0
+    assert f"--profile={blocker / 'trace'}: cannot write there" in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr

@@ -86,6 +86,18 @@ def train_flops_per_frame(x_dim, h_dim, z_dim, mlp_units, **_):
     return 3 * 2 * macs
 
 
+def cpu_model():
+    """The CPU's model name (Linux /proc/cpuinfo), or "unknown"."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
 def summarize(values):
     return {"median": statistics.median(values), "min": min(values), "max": max(values),
             "runs": len(values)}
@@ -420,7 +432,9 @@ def main(argv):
         return
     r, n = FLAGS.repeats, FLAGS.steps
     res = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": os.cpu_count(),
-           "tensorflow": tf.__version__, "repeats": r, "steps_per_repeat": n}
+           "cpu_model": cpu_model(), "tensorflow": tf.__version__,
+           "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)"),
+           "repeats": r, "steps_per_repeat": n}
     ref = reference_comparisons(tf, r, n, peer=None if FLAGS.quick else torch_peer_once)
     res["reference_interleaved"] = ref
     res["matmul_gflops"] = ref["matmul_gflops"]
@@ -514,7 +528,8 @@ def main(argv):
         res[f"generation_rtf_reference_batch{batch}"] = m
         rows.append((f"generation, reference, batch {batch}", f"{m['median']:.0f}x real time",
                      "per stream at 16 kHz"))
-    rows.insert(0, ("large matmul (ceiling)", f"{ceiling:.1f} GFLOP/s", ""))
+    rows.insert(0, ("large matmul (ceiling)", f"{ceiling:.1f} GFLOP/s",
+                    f"{res['cpus']} CPUs, {res['cpu_model']}, TF {res['tensorflow']}"))
     width = max(len(a) for a, _, _ in rows)
     print("\n".join(f"{a:<{width}}  {b:<28} {c}" for a, b, c in rows))
     with open(FLAGS.output, "w") as f:

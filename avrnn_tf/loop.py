@@ -59,6 +59,9 @@ def make_optimizer(train):
     return keras.optimizers.RMSprop(train.learning_rate)
 
 
+# Multi-worker runs agree on a received signal every this many steps (one all-reduce each).
+SIGNAL_SYNC_EVERY = 10
+
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
@@ -158,6 +161,9 @@ class Run:
         self.workdir = workdir
         self.strategy = make_strategy(strategy)
         self.interrupted = None  # The signal number once SIGTERM/SIGINT arrived.
+        # On several workers a signal is first only pending here; `sync_interrupted` turns it into
+        # `interrupted` on every worker at the same step (saving is a collective).
+        self.pending_signal = None
         self.stop_reason = None
         self.read_dir = workdir  # Where checkpoints and saved statistics are read (the chief's).
         workdir = self._place_worker(workdir)
@@ -206,12 +212,17 @@ class Run:
             if name != ".lock":
                 shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
 
-    def sync_interrupted(self):
+    def sync_interrupted(self, step=None):
         """On several workers, a signal received by any worker stops all of them at the same step
-        (stopping saves a checkpoint, a collective). One all-reduce; a no-op on one worker."""
-        if self.collective is not None:
-            if self.collective.total(1.0 if self.interrupted else 0.0) > 0 and not self.interrupted:
-                self.interrupted = signal.SIGTERM
+        (stopping saves a checkpoint, a collective). One all-reduce at every step that is a
+        multiple of SIGNAL_SYNC_EVERY and at every call without a step (round ends); a no-op on
+        one worker, whose signal handler sets `interrupted` directly."""
+        if self.collective is None or (step is not None and step % SIGNAL_SYNC_EVERY):
+            return
+        local = self.pending_signal or self.interrupted
+        if self.collective.total(1.0 if local else 0.0) > 0 and not self.interrupted:
+            self.interrupted = self.pending_signal or signal.SIGTERM
+            if not self.pending_signal:
                 log(f"another worker was stopped by a signal; worker {self.worker_index} stops too")
 
     def distribute(self, ds):
@@ -555,8 +566,8 @@ class StepCallback(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         run, t = self.run, self.run.config.train
-        run.sync_interrupted()
         step = run.step
+        run.sync_interrupted(step)
         diverged = bool(logs) and int(logs.get("nonfinite_streak", 0)) >= t.max_nonfinite_steps
         if (step % t.log_every == 0 or diverged) and logs:
             now = time.time()
@@ -616,10 +627,15 @@ def _train(run, verbose):
         f"parameters; steps {step} -> {t.steps}; workdir {os.path.abspath(run.workdir)}")
 
     def on_signal(signum, frame):
-        if run.interrupted:  # A second signal: stop now (the last checkpoint stays valid).
-            raise KeyboardInterrupt
-        run.interrupted = signum
-        log(f"received {signal.Signals(signum).name}: finishing the current step, then saving")
+        if run.interrupted or run.pending_signal:  # A second signal: stop now (the last
+            raise KeyboardInterrupt                 # checkpoint stays valid).
+        if run.collective is None:
+            run.interrupted = signum
+            log(f"received {signal.Signals(signum).name}: finishing the current step, then saving")
+        else:  # Acted on by every worker at the next agreement (sync_interrupted).
+            run.pending_signal = signum
+            log(f"received {signal.Signals(signum).name}: stopping with the other workers within "
+                f"{SIGNAL_SYNC_EVERY} steps, then saving")
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:

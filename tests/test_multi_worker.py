@@ -185,3 +185,65 @@ def test_two_workers_train_and_resume_avrnn_as_one_process_does(tmp_path, tf):
                env={"AVRNN_VIRTUAL_CPUS": "2"})
     assert max_difference(final, checkpoint_values(
         str(tmp_path / "mirrored/checkpoints/ckpt-6"))) < 1e-5
+
+
+def test_a_signal_to_one_worker_stops_both_at_the_same_step_then_both_resume(tmp_path):
+    """SIGTERM to worker 1 only: it is agreed at the next multiple of SIGNAL_SYNC_EVERY steps, so
+    both workers save the same checkpoint (a collective) and exit 143; rerunning resumes both."""
+    import signal
+    import threading
+    import time
+
+    from avrnn_tf import loop
+
+    workdir = tmp_path / "run"
+    addresses = [f"localhost:{p}" for p in free_ports(2)]
+    common = ["--config=configs/vrnn_gauss.py:tiny", f"--workdir={workdir}",
+              "--strategy=multi_worker", "--progress=none", "--config.train.steps=100000",
+              "--config.train.eval_every=100000", "--config.train.checkpoint_every=100000",
+              "--config.train.audio_every=0", "--config.train.num_final_samples=0"]
+    procs = []
+    for i in range(2):
+        tf_config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": i}}
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "avrnn_tf.train", *common], cwd=PROJECT_ROOT, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=dict(os.environ, TF_CONFIG=json.dumps(tf_config), TF_CPP_MIN_LOG_LEVEL="3")))
+    outputs, errors = [[], []], [[], []]
+    readers = [threading.Thread(target=lambda f=f, o=o: o.extend(f), daemon=True)
+               for p, o, e in zip(procs, outputs, errors)
+               for f, o in ((p.stdout, o), (p.stderr, e))]
+    for r in readers:
+        r.start()
+    try:
+        deadline = time.time() + 180
+        while not any("steps 0 -> 100000" in line for line in outputs[1]):
+            assert time.time() < deadline and procs[1].poll() is None, "worker 1 did not start"
+            time.sleep(0.2)
+        # Train for a while (checkpoints only at the stop), then signal worker 1 alone.
+        time.sleep(3)
+        procs[1].send_signal(signal.SIGTERM)
+        codes = [p.wait(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for r in readers:
+        r.join(timeout=10)
+    assert codes == [128 + signal.SIGTERM] * 2, (codes, ["".join(e)[-2000:] for e in errors])
+    stops = [re.findall(r"stopped by SIGTERM at step (\d+)", "".join(o + e))
+             for o, e in zip(outputs, errors)]
+    assert all(len(s) == 1 for s in stops), (outputs, errors)
+    step = int(stops[0][0])
+    assert int(stops[1][0]) == step and step > 0 and step % loop.SIGNAL_SYNC_EVERY == 0
+    assert "another worker was stopped by a signal" in "".join(outputs[0])
+    assert os.path.exists(workdir / "checkpoints" / f"ckpt-{step}.index")
+    # Both resume from that checkpoint and finish ten steps later with equal weights.
+    results = run_workers(workdir, "configs/vrnn_gauss.py:tiny", f"--config.train.steps={step + 10}",
+                          "--config.train.eval_every=100000", "--config.train.audio_every=0",
+                          "--config.train.num_final_samples=0", "--force_resume")
+    for _, out, _ in results:
+        assert f"done at step {step + 10}" in out, out
+    (_, _, d0), (_, _, d1) = digests(results)
+    assert d0 == d1

@@ -118,22 +118,17 @@ def matmul_gflops(tf, n=2048, repeats=3):
 
 
 def build_trainer(tf, size, algorithm="elbo", jit_compile=False):
-    import keras
-    import ml_collections
-
+    """The trainer avrnn-train would build for a VRNN-Gauss of `size` (train.xla on or off)."""
     from avrnn_tf import config as config_lib
     from avrnn_tf import loop
     from avrnn_tf import models
 
     config = config_lib.base_config()
     config.model.update(h_dim=size["h_dim"], z_dim=size["z_dim"], mlp_units=size["mlp_units"])
-    config.train.algorithm = algorithm
+    config.train.update(algorithm=algorithm, xla="on" if jit_compile else "off")
     config.adversarial.separate_batches = False
     network = models.create_network(config_lib.model_spec(config, size["x_dim"]))
-    trainer = loop.build_trainer(config, network)
-    trainer.jit_compile = jit_compile
-    del keras, ml_collections
-    return trainer
+    return loop.build_trainer(config, network)
 
 
 def _proc_status_kb(field):
@@ -277,19 +272,14 @@ def linear_fit(xs, ys):
 def profile_training(tf, logdir, frames, algorithm, jit_compile, steps=5, size=REFERENCE):
     """Trains at `size` (the reference) under tf.profiler and returns profiling.summarize_trace."""
     from avrnn_tf import profiling
-    from avrnn_tf.data import pipeline
 
     size = dict(size, frames=frames)
-    trainer = build_trainer(tf, size, algorithm, jit_compile)
-    b, t, d = size["batch"], size["frames"], size["x_dim"]
-    x = tf.random.stateless_normal([b, t, d], seed=[1, 2])
-    ds = pipeline.for_fit(tf.data.Dataset.from_tensors((x, tf.ones([b, t]))).repeat())
-    trainer.fit(ds, steps_per_epoch=3, epochs=1, verbose=0, shuffle=False)
+    timed = TimedTraining(tf, size, algorithm, jit_compile).warm_up()
     tf.profiler.experimental.start(logdir)
-    trainer.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
+    timed.trainer.fit(timed.ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
     tf.profiler.experimental.stop()
     summary = profiling.summarize_trace(logdir, steps)
-    summary["frames_per_s"] = b * t / (summary["step_ms"] / 1e3)
+    summary["frames_per_s"] = timed.frames / (summary["step_ms"] / 1e3)
     summary["gflops"] = summary["frames_per_s"] * train_flops_per_frame(**size) / 1e9
     return summary
 

@@ -122,12 +122,13 @@ def build_trainer(tf, size, algorithm="elbo", jit_compile=False):
     from avrnn_tf import config as config_lib
     from avrnn_tf import loop
     from avrnn_tf import models
+    from avrnn_tf import registry
 
     config = config_lib.base_config()
     config.model.update(h_dim=size["h_dim"], z_dim=size["z_dim"], mlp_units=size["mlp_units"])
     config.train.update(algorithm=algorithm, xla="on" if jit_compile else "off")
     config.adversarial.separate_batches = False
-    network = models.create_network(config_lib.model_spec(config, size["x_dim"]))
+    network = registry.create_network(config_lib.model_spec(config, size["x_dim"]))
     return loop.build_trainer(config, network)
 
 
@@ -288,10 +289,11 @@ def iwae_throughput(tf, size, k=100, repeats=3):
     from avrnn_tf import bounds
     from avrnn_tf import config as config_lib
     from avrnn_tf import models
+    from avrnn_tf import registry
 
     config = config_lib.base_config()
     config.model.update(h_dim=size["h_dim"], z_dim=size["z_dim"], mlp_units=size["mlp_units"])
-    network = models.create_network(config_lib.model_spec(config, size["x_dim"]))
+    network = registry.create_network(config_lib.model_spec(config, size["x_dim"]))
     b, t = 4, size["frames"]
     x = tf.random.stateless_normal([b, t, size["x_dim"]], seed=[3, 4])
 
@@ -313,10 +315,11 @@ def iwae_throughput(tf, size, k=100, repeats=3):
 def generation_rtf(tf, size, batch, seconds=2.0, sample_rate=16000, repeats=3):
     from avrnn_tf import config as config_lib
     from avrnn_tf import models
+    from avrnn_tf import registry
 
     config = config_lib.base_config()
     config.model.update(h_dim=size["h_dim"], z_dim=size["z_dim"], mlp_units=size["mlp_units"])
-    network = models.create_network(config_lib.model_spec(config, size["x_dim"]))
+    network = registry.create_network(config_lib.model_spec(config, size["x_dim"]))
     frames = int(seconds * sample_rate / size["x_dim"])
     sample = tf.function(network.sample)
     sample(batch, frames, tf.constant([1, 2])).numpy()

@@ -15,6 +15,8 @@ import math
 
 import tensorflow as tf
 
+from avrnn_tf import rng
+
 
 def masked(values, mask):
     """values where mask > 0, exactly 0 elsewhere (even where values are NaN or Inf)."""
@@ -111,7 +113,7 @@ def fivo(model, x, mask, noise, num_samples, seed, resample=True, ess_threshold=
 
     Args:
       model: the per-step interface of `models.SequenceNetwork`: `step_inputs(x, mask)`,
-        `initial_state(n)` and `step(state, inputs_t, noise_t, x_t) -> (state, log_px, log_pz,
+        `initial_state(n)` and `filter_step(state, inputs_t, noise_t, x_t) -> (state, log_px, log_pz,
         log_qz)`.
       x: [B, T, D] frames; mask: [B, T].
       noise: [K*B, T, Z] posterior noise, sample-major (the same noise `iwae` would use).
@@ -141,7 +143,7 @@ def fivo(model, x, mask, noise, num_samples, seed, resample=True, ess_threshold=
     columns = tf.range(batch)[None, :]  # [1, B]
 
     def body(t, state, log_w, log_p, count):
-        state, log_px, log_pz, log_qz = model.step(state, inputs[t], noise_tm[t], x_tm[t])
+        state, log_px, log_pz, log_qz = model.filter_step(state, inputs[t], noise_tm[t], x_tm[t])
         real = mask_tm[t] > 0  # [B]
         increment = tf.reshape(log_px + log_pz - log_qz, tf.stack([k, batch]))
         log_w = log_w + tf.where(real[None, :], increment, tf.zeros_like(increment))
@@ -149,9 +151,8 @@ def fivo(model, x, mask, noise, num_samples, seed, resample=True, ess_threshold=
             log_sum = tf.reduce_logsumexp(log_w, axis=0)
             log_ess = 2.0 * log_sum - tf.reduce_logsumexp(2.0 * log_w, axis=0)
             now = tf.logical_and(real, log_ess < math.log(ess_threshold * k))
-            draw_seed = tf.random.experimental.stateless_fold_in(seed, t)
-            ancestors = tf.transpose(tf.random.stateless_categorical(
-                tf.transpose(log_w), k, seed=draw_seed, dtype=tf.int32))  # [K, B]
+            ancestors = tf.transpose(rng.categorical(
+                tf.transpose(log_w), k, rng.fold_in(seed, t)))  # [K, B]
             ancestors = tf.where(now[None, :], ancestors, tf.range(k)[:, None] + 0 * columns)
             rows = tf.reshape(ancestors * batch + columns, [-1])
             state = [tf.gather(s, rows) for s in state]

@@ -33,6 +33,7 @@ import tensorflow as tf
 
 from avrnn_tf import config as config_lib
 from avrnn_tf import models
+from avrnn_tf import registry
 from avrnn_tf import training
 from avrnn_tf import workdir as workdir_lib
 from avrnn_tf.data import corpora
@@ -316,7 +317,7 @@ class Run:
         # shuffle with tensor seeds (the streamed pipeline's per-epoch shuffle).
         with self.strategy.scope():  # Variables and optimizers live on the strategy's devices.
             keras.utils.set_random_seed(t.seed)
-            self.network = models.create_network(config_lib.model_spec(
+            self.network = registry.create_network(config_lib.model_spec(
                 config, data.frame_size, emission_bias_for(config, self.corpus)))
             self.trainer = build_trainer(config, self.network)
         tf.random.set_seed(None)

@@ -10,8 +10,10 @@
 Z-Forcing's posterior reads a backward LSTM state b_t over x_{t:T} instead of phi_x(x_t)
 (`ZForcingNetwork`, Goyal et al. 2017); its generative model is the VRNN's.
 
-The emission is "normal", "gmm" or "bernoulli" for every kind. `create_network(spec)` builds the
-network from a frozen `ModelSpec`; the network never reads flags or config files.
+The emission is "normal", "gmm" or "bernoulli" for every kind. Each kind is a class implementing
+`protocol.SequenceModel` (here `RNNNetwork`, `STORNNetwork`, `VRNNNetwork`; Z-Forcing in
+zforcing.py); `registry.create_network(spec)` builds the network from a frozen `ModelSpec`; the
+network never reads flags or config files.
 
 Shapes: B batch, T frames, D frame size (x_dim), H RNN state, Z latent, M MLP width.
 
@@ -31,10 +33,12 @@ import tensorflow_probability as tfp
 
 from avrnn_tf import cells
 from avrnn_tf import heads
+from avrnn_tf import protocol
+from avrnn_tf import rng
 
 tfd = tfp.distributions
 
-KINDS = ("rnn", "storn", "vrnn", "zforcing")
+KINDS = ("rnn", "storn", "vrnn", "zforcing")  # The names registry.NETWORKS maps to classes.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,14 +73,6 @@ class ModelSpec:
     residual_posterior: bool = False
     emission_bias: Optional[Tuple[float, ...]] = None
 
-    @property
-    def has_latent(self):
-        return self.kind != "rnn"
-
-    @property
-    def learned_prior(self):
-        return self.kind in ("vrnn", "zforcing")
-
 
 class HeadNet(keras.layers.Layer):
     """MLP -> distribution parameters -> TFP distribution, for prior, posterior or emission."""
@@ -108,21 +104,24 @@ def _lstm_bias_init(h_dim):
     return keras.initializers.Constant(bias)
 
 
-class SequenceNetwork(keras.layers.Layer):
-    """The parameters and the forward maths of one member of the family.
+class SequenceNetwork(keras.layers.Layer, protocol.SequenceModel):
+    """The parameters and the forward maths of the VRNN family (`protocol.SequenceModel`).
 
     `trajectory(x, noise)` runs the model on observed frames with the posterior noise given, and
     returns per-frame tensors; `frame_terms` turns them into the per-frame quantities every bound
     needs; `sample` generates. Training algorithms live in training.py, bounds in bounds.py.
+    The kinds are subclasses that set two switches: `latent` (z_t exists) and `learned_prior`
+    (p(z_t | h_{t-1}) is an MLP rather than N(0, I)).
     """
+
+    latent = True
+    learned_prior = True
 
     def __init__(self, spec: ModelSpec, **kwargs):
         super().__init__(**kwargs)
-        if spec.kind not in KINDS:
-            raise ValueError(f"model kind {spec.kind!r} is not one of {', '.join(KINDS)}")
         self.spec = spec
         m = spec.mlp_units
-        z_dim = spec.z_dim if spec.has_latent else 0
+        z_dim = spec.z_dim if self.latent else 0
         self.z_dim = z_dim
         self.phi_x = cells.dense_stack(m, spec.phi_x_layers, "phi_x")
         # Hoisted input projections (see cells.py): phi_x into the LSTM gates and into the
@@ -135,8 +134,8 @@ class SequenceNetwork(keras.layers.Layer):
                                     bias_init=spec.emission_bias, name="emission")
         self.prior_net = None
         if z_dim:
-            self.posterior_x = cells.Dense(m, name="posterior_x")
-            if spec.learned_prior:
+            self.make_posterior_input()
+            if self.learned_prior:
                 self.prior_net = HeadNet(heads.NormalHead(z_dim, spec.scale_floor), m,
                                          spec.head_layers, name="prior")
         self.cell = cells.LatentLSTMCell(
@@ -154,6 +153,24 @@ class SequenceNetwork(keras.layers.Layer):
         self.built = True
 
     # ---------------------------------------------------------------- inference network pass
+    def make_posterior_input(self):
+        """Creates the layers that feed the posterior's first layer from the frames (VRNN:
+        `posterior_x` on phi_x(x_t)); `hoisted_inputs` applies them."""
+        self.posterior_x = cells.Dense(self.spec.mlp_units, name="posterior_x")
+
+    def hoisted_inputs(self, x, mask=None):
+        """(per-step cell inputs without noise [B, T, 4H (+ M)], extra trajectory tensors).
+
+        The inputs are the hoisted gate projection W_x phi_x(x_t) + b and, for latent models, the
+        frame-dependent part of the posterior's first pre-activation (VRNN: posterior_x(phi_x(x_t));
+        `mask` is unused here, Z-Forcing's backward LSTM needs the lengths).
+        """
+        fx = self.features(x)
+        inputs = [self.gate_x(fx)]
+        if self.z_dim:
+            inputs.append(self.posterior_x(fx))
+        return tf.concat(inputs, axis=-1), {}
+
     def noise_shape(self, x):
         """Shape of the posterior noise for frames x [B, T, D]: [B, T, Z] (Z = 0 for "rnn")."""
         shape = tf.shape(x)
@@ -163,21 +180,21 @@ class SequenceNetwork(keras.layers.Layer):
         """phi_x(x) [B, T, M]: depends on x alone, so it runs once over all frames."""
         return self.phi_x(x)
 
-    def trajectory(self, x, noise, mask=None, posterior_input=None):
+    def trajectory(self, x, noise, mask=None):
         """Runs the recurrence on frames x [B, T, D] with posterior noise [B, T, Z].
 
-        `mask` [B, T] is unused here (models whose inference reads the future, Z-Forcing, need the
-        lengths); `posterior_input` [B, T, M], when given, replaces the hoisted posterior_x(phi_x).
+        `mask` [B, T] reaches `posterior_input` (models whose inference reads the future,
+        Z-Forcing, need the lengths).
 
         Returns a dict of [B, T, .] tensors: h_prev (h_{t-1}), and for latent models post_loc,
         post_scale, z (the reparameterised posterior sample), phi_z, prior_loc, prior_scale; and
         emission_params, the parameters of p(x_t | z_t, h_{t-1}) (of p(x_t | h_{t-1}) for "rnn").
         """
-        fx = self.features(x)
-        inputs = [self.gate_x(fx)]
+        inputs, extra = self.hoisted_inputs(x, mask)
         if self.z_dim:
-            inputs += [self.posterior_x(fx) if posterior_input is None else posterior_input, noise]
-        out = self.cell.split_outputs(self.recurrence(tf.concat(inputs, axis=-1)))
+            inputs = tf.concat([inputs, noise], axis=-1)
+        out = self.cell.split_outputs(self.recurrence(inputs))
+        out.update(extra)
         h_prev = out["h_prev"]
         if self.z_dim:
             out["prior_loc"], out["prior_scale"] = self.prior(h_prev)
@@ -292,92 +309,39 @@ class SequenceNetwork(keras.layers.Layer):
         return dists
 
     # ------------------------------------------------------------------------- generation
-    def sample(self, num_sequences, num_frames, seed, temperature=1.0, initial_state=None,
-               start_step=0, return_state=False):
-        """Generates frames [N, T, D] by ancestral sampling from the generative model.
+    def generative_step(self, state, seed, temperature):
+        """prior -> z -> phi_z -> emission -> x -> phi_x -> LSTM, one frame (`protocol.sample`).
 
-        The whole chain prior -> z -> phi_z -> emission -> x -> phi_x -> LSTM runs in one
-        tf.while_loop. Randomness is stateless: step t uses seed folded with t, so a given
-        (seed [2] int, N, T) always gives the same frames. `temperature` scales the latent noise
-        and the emission's spread (Normal/GMM scales; Bernoulli logits are divided by it).
-
-        Continuation and chunking (used by export.py): `initial_state` (h, c), each [N, H],
-        starts the chain from a given LSTM state (e.g. `final_state` after a recorded prefix)
-        instead of zeros (num_sequences is then ignored); `start_step` numbers the first generated frame, so its noise is the
-        seed folded with start_step. Sampling T1 frames and then T2 more from the returned state
-        with start_step=T1 therefore gives exactly the frames of one call with T1 + T2.
-        With `return_state`, returns (frames, (h, c)) with the state after the last frame.
+        `temperature` scales the latent noise and the emission's spread (Normal/GMM scales;
+        Bernoulli logits are divided by it).
         """
-        spec = self.spec
-        t_total = tf.convert_to_tensor(num_frames, tf.int32)
-        seed = tf.convert_to_tensor(seed, tf.int32)
-        temperature = tf.convert_to_tensor(temperature, tf.float32)
-        if initial_state is None:
-            n = tf.convert_to_tensor(num_sequences, tf.int32)
-            h = tf.zeros([n, spec.h_dim])
-            c = tf.zeros([n, spec.h_dim])
-        else:
-            h, c = initial_state
-        t_start = tf.convert_to_tensor(start_step, tf.int32)
-        frames = tf.TensorArray(tf.float32, size=t_total, element_shape=[None, spec.x_dim])
-
-        def body(t, h, c, frames):
-            step_seed = tf.random.experimental.stateless_fold_in(seed, t)
-            z_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(step_seed, 2))
-            fz = None
-            if self.z_dim:
-                loc, scale = self.prior(h)
-                eps = tf.random.stateless_normal(tf.shape(loc), seed=z_seed)
-                fz = self.cell.phi_z(loc + temperature * scale * eps)
-                emission_input = tf.concat([fz, h], axis=-1)
-            else:
-                emission_input = h
-            x = self.sample_emission(self.emission_net(emission_input), x_seed, temperature)
-            gates = self.gate_x(self.features(x)) + self.cell.recurrent_gates(h, fz)
-            h, c = cells.lstm_update(gates, c)
-            return t + 1, h, c, frames.write(t - t_start, x)
-
-        _, h, c, frames = tf.while_loop(lambda t, *_: t < t_start + t_total, body,
-                                        (t_start, h, c, frames))
-        frames = tf.transpose(frames.stack(), [1, 0, 2])
-        return (frames, (h, c)) if return_state else frames
-
-    def final_state(self, x, noise):
-        """The LSTM state (h_T, c_T), each [B, H], after the posterior-driven recurrence over x.
-
-        x [B, T, D] (T >= 1), noise [B, T, Z] as in `trajectory`: the same cell on the same hoisted
-        inputs, so h_T is what `trajectory` of a longer sequence would report as h_prev at step T.
-        This is the filtering state a continuation starts from (`sample(initial_state=...)`).
-        """
-        fx = self.features(x)
-        inputs = [self.gate_x(fx)]
+        h, c = state
+        z_seed, x_seed = rng.split(seed, 2)
+        fz = None
         if self.z_dim:
-            inputs += [self.posterior_x(fx), noise]
-        steps = tf.transpose(tf.concat(inputs, axis=-1), [1, 0, 2])  # [T, B, width]
-        h = tf.zeros([tf.shape(x)[0], self.spec.h_dim])
-
-        def body(t, h, c):
-            _, (h, c) = self.cell.call(steps[t], [h, c])
-            return t + 1, h, c
-
-        _, h, c = tf.while_loop(lambda t, *_: t < tf.shape(steps)[0], body,
-                                (tf.constant(0), h, tf.zeros_like(h)))
-        return h, c
+            loc, scale = self.prior(h)
+            fz = self.cell.phi_z(loc + temperature * scale * rng.normal(tf.shape(loc), z_seed))
+            emission_input = tf.concat([fz, h], axis=-1)
+        else:
+            emission_input = h
+        x = self.sample_emission(self.emission_net(emission_input), x_seed, temperature)
+        gates = self.gate_x(self.features(x)) + self.cell.recurrent_gates(h, fz)
+        return list(cells.lstm_update(gates, c)), x
 
     def sample_emission(self, params, seed, temperature):
         """Draws x_t [N, D] from the emission at `temperature` with a stateless seed."""
         head = self.emission_head
         if isinstance(head, heads.NormalHead):
             loc, scale = head.loc_scale(params)
-            return loc + temperature * scale * tf.random.stateless_normal(tf.shape(loc), seed=seed)
+            return loc + temperature * scale * rng.normal(tf.shape(loc), seed)
         if isinstance(head, heads.GMMHead):
             logits, loc, scale = head.split(params)
-            k_seed, n_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-            k = tf.random.stateless_categorical(logits, 1, seed=k_seed)[:, 0]
+            k_seed, n_seed = rng.split(seed, 2)
+            k = rng.categorical(logits, 1, k_seed)[:, 0]
             loc = tf.gather(loc, k, batch_dims=1)
             scale = tf.gather(scale, k, batch_dims=1)
-            return loc + temperature * scale * tf.random.stateless_normal(tf.shape(loc), seed=n_seed)
-        u = tf.random.stateless_uniform(tf.shape(params), seed=seed)
+            return loc + temperature * scale * rng.normal(tf.shape(loc), n_seed)
+        u = rng.uniform(tf.shape(params), seed)
         return tf.cast(u < tf.sigmoid(params / temperature), tf.float32)
 
 
@@ -388,18 +352,14 @@ class SequenceNetwork(keras.layers.Layer):
 
     def step_inputs(self, x, mask=None):
         """The hoisted per-step cell inputs without noise: [B, T, 4H (+ M)] for frames x [B, T, D]."""
-        fx = self.features(x)
-        inputs = [self.gate_x(fx)]
-        if self.z_dim:
-            inputs.append(self.posterior_x(fx))
-        return tf.concat(inputs, axis=-1)
+        return self.hoisted_inputs(x, mask)[0]
 
     def initial_state(self, batch_size):
         """The recurrent state before the first frame: [h, c], each [N, H] zeros."""
         zeros = tf.zeros(tf.stack([batch_size, self.spec.h_dim]))
         return [zeros, zeros]
 
-    def step(self, state, inputs_t, noise_t, x_t):
+    def filter_step(self, state, inputs_t, noise_t, x_t):
         """One step of the recurrence with its log-weight terms.
 
         Args:
@@ -428,66 +388,62 @@ class SequenceNetwork(keras.layers.Layer):
             log_pz = log_qz = tf.zeros_like(log_px)
         return list(new_state), log_px, log_pz, log_qz
 
+    # ------------------------------------------------------------------- sizes and groups
+    @property
+    def state_size(self):
+        return 2 * self.spec.h_dim  # [h, c]
 
-def create_network(spec: ModelSpec) -> SequenceNetwork:
-    """Builds (and creates the variables of) the network described by `spec`."""
-    network_class = ZForcingNetwork if spec.kind == "zforcing" else SequenceNetwork
-    network = network_class(spec, name=f"{spec.kind}_{spec.emission}")
-    network.build()
-    return network
+    @property
+    def row_width(self):
+        """Emission parameters + LSTM gates + the frame: the widest per-frame tensors."""
+        return self.emission_head.params_size + 4 * self.spec.h_dim + self.spec.x_dim
+
+    def parameter_groups(self):
+        """The paper's parameter sets (protocol.py): "rnn" theta (gate_x, recurrent_kernel,
+        z_kernel), "features" (phi_x, phi_z), "emission", "posterior" tau (posterior_x,
+        posterior_hidden, posterior_out), "prior" omega (empty for STORN's fixed N(0, I)).
+
+        One caveat, from the fused matmul (cells.py): `recurrent_kernel` [H, 4H + M] holds the
+        LSTM's recurrent weights in its first 4H columns and the h_{t-1} part of the posterior's
+        first layer in its last M columns. It is listed under "rnn"; `shared_posterior_columns`
+        says which columns are the posterior's.
+        """
+        of = lambda *layers: [v for layer in layers if layer is not None
+                              for v in layer.trainable_variables]
+        cell = self.cell
+        if not self.z_dim:
+            return {"rnn": of(self.gate_x, cell), "features": of(self.phi_x),
+                    "emission": of(self.emission_net)}
+        return {
+            "rnn": of(self.gate_x) + [cell.recurrent_kernel, cell.z_kernel],
+            "features": of(self.phi_x, cell.phi_z),
+            "emission": of(self.emission_net),
+            "posterior": self.posterior_variables() + of(cell.posterior_hidden, cell.posterior_out),
+            "prior": of(self.prior_net),
+        }
+
+    def posterior_variables(self):
+        """The frame-side layers of the posterior (`make_posterior_input`)."""
+        return list(self.posterior_x.trainable_variables)
+
+    def shared_posterior_columns(self):
+        if not self.z_dim:
+            return []
+        four_h = 4 * self.cell.h_dim
+        mask = tf.concat([tf.zeros([1, four_h]), tf.ones([1, self.cell.mlp_units])], axis=1)
+        return [(self.cell.recurrent_kernel, mask)]
 
 
-class ZForcingNetwork(SequenceNetwork):
-    """Z-Forcing (Goyal et al. 2017): a VRNN whose posterior reads a backward LSTM.
+class RNNNetwork(SequenceNetwork):
+    """RNN-Gauss / RNN-GMM: no latent; p(x_t | h_{t-1}), exact log-likelihood."""
+    latent = False
+    learned_prior = False
 
-    Inference: b_t = LSTM_backward(x_t, b_{t+1}), a summary of x_{t:T}; the posterior is
-    q(z_t | h_{t-1}, b_t) (its first layer sees W_b b_t + W_h h_{t-1} instead of phi_x(x_t)).
-    The generative model (prior, emission, forward recurrence h_t = f(h_{t-1}, phi_x(x_t),
-    phi_z(z_t))) is the VRNN's, so sampling is inherited unchanged.
 
-    Auxiliary cost: `frame_terms` adds `aux_log_prob` [B, T] = log p(b_t | z_t), a diagonal Normal
-    from an MLP on z_t. The trainer adds beta * sum_t aux_log_prob to the objective (it is not part
-    of any bound). The target b_t is held constant (stop_gradient) in this term: the auxiliary cost
-    reaches the backward LSTM only through z_t (the posterior reads b_t), so it cannot be lowered by
-    moving the target towards z_t (e.g. collapsing b_t to a constant).
+class STORNNetwork(SequenceNetwork):
+    """STORN as the VRNN paper's "VRNN-I" row: the prior is fixed at N(0, I)."""
+    learned_prior = False
 
-    Padding: the backward LSTM runs over each sequence reversed by its own length
-    (tf.reverse_sequence), so b_t at a real frame never sees padded frames; this is why
-    `trajectory` and `frame_terms` take the mask.
-    """
 
-    def __init__(self, spec: ModelSpec, **kwargs):
-        super().__init__(spec, **kwargs)
-        self.backward_rnn = keras.layers.LSTM(spec.h_dim, return_sequences=True,
-                                              name="backward_lstm")
-        self.posterior_b = cells.Dense(spec.mlp_units, name="posterior_b")
-        self.aux_net = HeadNet(heads.NormalHead(spec.h_dim, spec.scale_floor), spec.mlp_units,
-                               spec.head_layers, name="aux")
-
-    def backward_states(self, x, mask=None):
-        """b [B, T, H]: b_t summarises x_{t:len} of its own sequence (len from the mask)."""
-        if mask is None:
-            lengths = tf.fill(tf.shape(x)[:1], tf.shape(x)[1])
-        else:
-            lengths = tf.cast(tf.reduce_sum(tf.cast(mask > 0, tf.int32), axis=1), tf.int32)
-        reversed_x = tf.reverse_sequence(x, lengths, seq_axis=1, batch_axis=0)
-        return tf.reverse_sequence(self.backward_rnn(reversed_x), lengths, seq_axis=1, batch_axis=0)
-
-    def trajectory(self, x, noise, mask=None, posterior_input=None):
-        """As SequenceNetwork.trajectory, plus `backward` [B, T, H] (b_t)."""
-        b = self.backward_states(x, mask)
-        out = super().trajectory(x, noise, mask=mask, posterior_input=self.posterior_b(b))
-        out["backward"] = b
-        return out
-
-    def frame_terms(self, x, noise, mask=None):
-        """As SequenceNetwork.frame_terms, plus `aux_log_prob` [B, T] = log p(b_t | z_t)."""
-        terms = super().frame_terms(x, noise, mask=mask)
-        out = terms["trajectory"]
-        loc, scale = self.aux_net.loc_scale(out["z"])
-        terms["aux_log_prob"] = heads.normal_log_prob(tf.stop_gradient(out["backward"]), loc, scale)
-        return terms
-
-    def step_inputs(self, x, mask=None):
-        fx = self.features(x)
-        return tf.concat([self.gate_x(fx), self.posterior_b(self.backward_states(x, mask))], axis=-1)
+class VRNNNetwork(SequenceNetwork):
+    """VRNN-Gauss / VRNN-GMM (Chung et al. 2015): learned prior p(z_t | h_{t-1})."""

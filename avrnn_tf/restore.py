@@ -59,9 +59,10 @@ def restore_network(config, workdir, frame_size, checkpoint=""):
     from avrnn_tf import config as config_lib
     from avrnn_tf import loop
     from avrnn_tf import models
+    from avrnn_tf import registry
 
     path = find_checkpoint(workdir, checkpoint)
-    network = models.create_network(config_lib.model_spec(config, int(frame_size)))
+    network = registry.create_network(config_lib.model_spec(config, int(frame_size)))
     trainer = loop.build_trainer(config, network)
     status = tf.train.Checkpoint(model=trainer, optimizer=trainer.optimizer).restore(path)
     try:

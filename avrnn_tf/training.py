@@ -31,11 +31,13 @@ import tensorflow as tf
 
 from avrnn_tf import adversarial
 from avrnn_tf import bounds
+from avrnn_tf import protocol
+from avrnn_tf import rng
 
-# Every random draw of a training step names its algorithm (Philox) rather than "auto_select".
+# Every random draw names its algorithm (rng.RNG_ALG, Philox) rather than "auto_select".
 # An XLA-compiled step (train.xla = on) still draws different numbers from the same seed: XLA's
 # Philox maps seeds differently from TensorFlow's kernel (measured; BUILD_NOTES 4.7).
-RNG_ALG = adversarial.RNG_ALG
+RNG_ALG = rng.RNG_ALG
 
 EVAL_FOLD = -1  # Folded into the seed for evaluation noise (training folds in the step >= 0).
 
@@ -287,44 +289,12 @@ class ELBOTrainer(keras.Model):
 
 
 # ------------------------------------------------------------------------------------------
-# A-VRNN (Huang & Xiao, Algorithms 1 and 2; signs as fixed in DESIGN.md section 4)
+# A-VRNN (Huang & Xiao, Algorithms 1 and 2; signs as fixed in ../shared/docs/DESIGN.md section 4)
 
 AVRNN_PHASE_METRICS = ("recon_per_frame", "grad_norm_recon")
 AVRNN_CRITIC_METRICS = ("critic_loss", "adversarial_loss", "wasserstein_estimate",
                         "critic_weight_max_abs", "grad_norm_critic", "grad_norm_adversarial")
 _ADVERSARIAL_FOLD = 1_000_003  # Folded into the step seed for the adversarial phase's noise.
-
-
-def avrnn_variable_groups(network):
-    """The paper's parameter sets of a latent `SequenceNetwork`, as lists of its variables.
-
-    Returns a dict with keys
-      "rnn"       theta: the LSTM (gate_x, recurrent_kernel, z_kernel)
-      "features"  phi_x and phi_z (the data and latent encoders)
-      "emission"  EM (phi in the paper)
-      "posterior" PS (tau): posterior_x, posterior_hidden, posterior_out
-      "prior"     TR (omega); empty for STORN's fixed N(0, I)
-    Every trainable variable of the network is in exactly one group. One caveat, from the
-    foundation's fused matmul (cells.py): `recurrent_kernel` [H, 4H + M] holds the LSTM's recurrent
-    weights in its first 4H columns and the h_{t-1} part of the posterior's first layer in its last
-    M columns. It is listed under "rnn"; `posterior_columns_mask` says which columns are PS's.
-    """
-    cell = network.cell
-    of = lambda layers: [v for layer in layers for v in layer.trainable_variables]
-    groups = {
-        "rnn": of([network.gate_x]) + [cell.recurrent_kernel, cell.z_kernel],
-        "features": of(network.phi_x) + of(cell.phi_z),
-        "emission": of([network.emission_net]),
-        "posterior": of([network.posterior_x]) + of(cell.posterior_hidden) + of([cell.posterior_out]),
-        "prior": of([network.prior_net]) if network.prior_net is not None else [],
-    }
-    return groups
-
-
-def posterior_columns_mask(network):
-    """[1, 4H + M] float mask: 1 on the columns of `recurrent_kernel` that belong to the posterior."""
-    four_h = 4 * network.cell.h_dim
-    return tf.concat([tf.zeros([1, four_h]), tf.ones([1, network.cell.mlp_units])], axis=1)
 
 
 def _in_order(variables, chosen):
@@ -336,7 +306,7 @@ def _in_order(variables, chosen):
 class AVRNNTrainer(ELBOTrainer):
     """A-VRNN: one `train_step` = reconstruction phase, n_critic critic steps, adversarial step.
 
-    Phases (Algorithm 1 and 2 of Huang & Xiao; DESIGN.md section 4):
+    Phases (Algorithm 1 and 2 of Huang & Xiao; ../shared/docs/DESIGN.md section 4):
       1. reconstruction: minimise (-sum_t log p(x_t | z~_t, h_{t-1}) + kl_weight * sum_t KL_t) per
          frame over the RNN, phi_x, phi_z, emission and posterior (plus the prior when
          kl_weight > 0: the "hybrid" A-VRNN+KL, which at kl_weight 1 is exactly the ELBO step);
@@ -390,15 +360,22 @@ class AVRNNTrainer(ELBOTrainer):
         self.adversarial_optimizer = None
         self.phase_axis = 0  # The axis of P in separate batches (see the class docstring).
 
-        groups = avrnn_variable_groups(network)
+        groups = network.parameter_groups()
+        untrained = [name for name, variables in groups.items()
+                     if variables and name not in protocol.AVRNN_GROUPS]
+        if untrained:
+            raise ValueError(
+                f"A-VRNN has no phase that trains the {' and '.join(untrained)} parameters of "
+                f"model kind {network.spec.kind!r}; use train.algorithm 'elbo' for it")
         every = network.trainable_variables
         recon = groups["rnn"] + groups["features"] + groups["emission"] + groups["posterior"]
         if self.kl_weight > 0:
             recon = recon + groups["prior"]
         self.recon_variables = _in_order(every, recon)
         adv = _in_order(every, groups["prior"] + groups["posterior"])
-        self.adversarial_variables = adv + [network.cell.recurrent_kernel]
-        self._adversarial_masks = [None] * len(adv) + [posterior_columns_mask(network)]
+        shared = network.shared_posterior_columns()
+        self.adversarial_variables = adv + [v for v, _ in shared]
+        self._adversarial_masks = [None] * len(adv) + [m for _, m in shared]
 
         del self._trackers["grad_norm"]  # Replaced by the per-phase gradient norms.
         names = list(AVRNN_PHASE_METRICS)

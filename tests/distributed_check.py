@@ -18,6 +18,8 @@ import keras  # noqa: E402
 
 from avrnn_tf import models, training  # noqa: E402
 
+from avrnn_tf import registry
+
 
 def build(kind, clip_norm):
     if kind == "avrnn":  # The three-phase step with its critic and three optimizers.
@@ -29,9 +31,9 @@ def build(kind, clip_norm):
         config.train.update(algorithm="avrnn", clip_norm=clip_norm, seed=1, learning_rate=1e-2)
         config.adversarial.update(separate_batches=False, critic_lstm_units=6, critic_dense_units=4,
                                   critic_learning_rate=1e-2, adversarial_learning_rate=1e-2)
-        net = models.create_network(config_lib.model_spec(config, 6))
+        net = registry.create_network(config_lib.model_spec(config, 6))
         return net, loop.build_trainer(config, net)
-    net = models.create_network(models.ModelSpec(kind=kind, emission="normal", x_dim=6, h_dim=8,
+    net = registry.create_network(models.ModelSpec(kind=kind, emission="normal", x_dim=6, h_dim=8,
                                                  z_dim=3, mlp_units=5))
     trainer = training.ELBOTrainer(net, seed=1, clip_norm=clip_norm)
     trainer.compile(optimizer=keras.optimizers.Adam(1e-2))

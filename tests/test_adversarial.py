@@ -25,13 +25,14 @@ def make_trainer(arg="tiny", **overrides):
     from avrnn_tf import config as config_lib
     from avrnn_tf import loop
     from avrnn_tf import models
+    from avrnn_tf import registry
 
     config = load_config(arg)
     for key, value in overrides.items():
         group, field = key.split("__")
         config[group][field] = value
     config_lib.validate(config)
-    network = models.create_network(config_lib.model_spec(config, X_DIM))
+    network = registry.create_network(config_lib.model_spec(config, X_DIM))
     return loop.build_trainer(config, network), config
 
 
@@ -125,7 +126,7 @@ def test_variable_sets_are_the_papers(tf):
 
     trainer, _ = make_trainer()
     net = trainer.network
-    groups = training.avrnn_variable_groups(net)
+    groups = net.parameter_groups()
     ids = {name: {id(v) for v in vs} for name, vs in groups.items()}
     every = [id(v) for v in net.trainable_variables]
     assert sorted(every) == sorted(i for s in ids.values() for i in s)  # A partition...
@@ -186,7 +187,7 @@ def test_adversarial_phase_moves_only_prior_and_posterior(tf):
 
     trainer, _ = make_trainer()  # Fresh critic: not yet clipped, so its gradients are sizeable.
     net = trainer.network
-    groups = training.avrnn_variable_groups(net)
+    groups = net.parameter_groups()
     four_h = 4 * net.cell.h_dim
     kernel = net.cell.recurrent_kernel
     frozen = (groups["emission"] + groups["features"] + trainer.critic.trainable_variables
@@ -218,10 +219,11 @@ def test_hybrid_without_adversarial_phases_is_the_elbo_step(tf):
     import keras
     from avrnn_tf import config as config_lib
     from avrnn_tf import models
+    from avrnn_tf import registry
     from avrnn_tf import training
 
     trainer, config = make_trainer("tiny,hybrid", adversarial__regularize=False)
-    twin = models.create_network(config_lib.model_spec(config, X_DIM))
+    twin = registry.create_network(config_lib.model_spec(config, X_DIM))
     for a, b in zip(twin.weights, trainer.network.weights):
         a.assign(b)
     elbo = training.ELBOTrainer(twin, seed=config.train.seed, clip_norm=config.train.clip_norm,
@@ -341,6 +343,7 @@ def test_config_errors_name_the_field(tf):
     from avrnn_tf import config as config_lib
     from avrnn_tf import loop
     from avrnn_tf import models
+    from avrnn_tf import registry
 
     config = load_config("tiny")
     config.adversarial.critic = "wgan2"
@@ -351,7 +354,7 @@ def test_config_errors_name_the_field(tf):
     assert "config.adversarial.n_critic = 0" in str(err.value)
     config = load_config("tiny")
     config.model.kind = "rnn"
-    network = models.create_network(config_lib.model_spec(config, X_DIM))
+    network = registry.create_network(config_lib.model_spec(config, X_DIM))
     with pytest.raises(config_lib.ConfigError, match="config.model.kind = 'rnn'"):
         loop.build_trainer(config, network)
 

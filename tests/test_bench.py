@@ -5,9 +5,10 @@ import numpy as np
 
 def test_flop_count_is_every_kernel_applied_once_per_frame(tf):
     from avrnn_tf import bench, models
+    from avrnn_tf import registry
 
     size = dict(x_dim=200, h_dim=64, z_dim=16, mlp_units=32)
-    net = models.create_network(models.ModelSpec(kind="vrnn", emission="normal", **size))
+    net = registry.create_network(models.ModelSpec(kind="vrnn", emission="normal", **size))
     # Each weight matrix multiplies one vector per frame: one multiply-add per entry.
     macs = sum(int(np.prod(v.shape)) for v in net.trainable_variables if len(v.shape) == 2)
     assert bench.train_flops_per_frame(**size) == 3 * 2 * macs

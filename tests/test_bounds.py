@@ -16,9 +16,11 @@ def lib(tf):
 
 
 def make_network(models, kind, emission="gmm", x_dim=5):
+    from avrnn_tf import registry
+
     spec = models.ModelSpec(kind=kind, emission=emission, x_dim=x_dim, h_dim=12, z_dim=3,
                             mlp_units=10, num_mixtures=2)
-    return models.create_network(spec)
+    return registry.create_network(spec)
 
 
 def batch(tf, b=3, t=7, d=5, seed=0):
@@ -151,7 +153,7 @@ class LinearGaussian:
     def initial_state(self, n):
         return [self.tf.zeros(self.tf.stack([n, 1]))]
 
-    def step(self, state, inputs_t, noise_t, x_t):
+    def filter_step(self, state, inputs_t, noise_t, x_t):
         from avrnn_tf.heads import normal_log_prob
 
         tf = self.tf

@@ -77,8 +77,9 @@ def test_eval_zforcing_on_the_jsb_test_split(tmp_path):
 def test_memory_budget_changes_nothing_for_an_exact_model(tf):
     # For a latent-free model every bound is the exact log-likelihood, whatever the chunking.
     from avrnn_tf import evaluate, models
+    from avrnn_tf import registry
 
-    net = models.create_network(models.ModelSpec(kind="rnn", emission="gmm", x_dim=3, h_dim=8,
+    net = registry.create_network(models.ModelSpec(kind="rnn", emission="gmm", x_dim=3, h_dim=8,
                                                  mlp_units=8, num_mixtures=2))
     x = np.random.default_rng(0).normal(size=(5, 8, 3)).astype(np.float32)
     mask = (np.arange(8)[None] < np.array([8, 8, 6, 3, 1])[:, None]).astype(np.float32)
@@ -94,8 +95,9 @@ def test_iwae_chunks_over_k_merge_exactly(tf):
     # Splitting K into chunks and merging with log-mean-exp is the same estimator: with a budget of
     # one sample per call, the mean over sequences stays above the ELBO like the unchunked one.
     from avrnn_tf import evaluate, models
+    from avrnn_tf import registry
 
-    net = models.create_network(models.ModelSpec(kind="vrnn", emission="normal", x_dim=3, h_dim=8,
+    net = registry.create_network(models.ModelSpec(kind="vrnn", emission="normal", x_dim=3, h_dim=8,
                                                  z_dim=2, mlp_units=8))
     x = np.tile(np.random.default_rng(1).normal(size=(1, 6, 3)).astype(np.float32), [32, 1, 1])
     mask = np.ones([32, 6], np.float32)

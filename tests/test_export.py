@@ -138,12 +138,13 @@ def _training_side(tf, workdir):
     from avrnn_tf import config as config_lib
     from avrnn_tf import loop
     from avrnn_tf import models
+    from avrnn_tf import registry
 
     with open(os.path.join(workdir, "config.json")) as f:
         config = ml_collections.ConfigDict(json.load(f))
     with open(os.path.join(workdir, "data_stats.json")) as f:
         stats = json.load(f)
-    network = models.create_network(config_lib.model_spec(config, stats["frame_size"]))
+    network = registry.create_network(config_lib.model_spec(config, stats["frame_size"]))
     trainer = loop.build_trainer(config, network)
     checkpoint = tf.train.Checkpoint(model=trainer, optimizer=trainer.optimizer)
     checkpoint.restore(tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))) \
@@ -205,9 +206,10 @@ def test_exported_iwae_is_the_log_mean_exp_of_trajectory_weights(tf, exported, n
 def test_final_state_continues_the_trajectory(tf):
     """final_state over x[:, :k] is the h_prev that trajectory reports at step k."""
     from avrnn_tf import models
+    from avrnn_tf import registry
 
     for kind in ("vrnn", "rnn"):
-        net = models.create_network(models.ModelSpec(kind=kind, emission="normal", x_dim=6,
+        net = registry.create_network(models.ModelSpec(kind=kind, emission="normal", x_dim=6,
                                                      h_dim=5, z_dim=3, mlp_units=4))
         x = tf.random.stateless_normal([2, 6, 6], seed=[1, 2])
         noise = tf.random.stateless_normal(net.noise_shape(x), seed=[3, 4])
@@ -221,8 +223,9 @@ def test_final_state_continues_the_trajectory(tf):
 def test_chunked_sampling_equals_one_call(tf):
     """sample(T1) then sample(T2, initial_state, start_step=T1) == sample(T1 + T2)."""
     from avrnn_tf import models
+    from avrnn_tf import registry
 
-    net = models.create_network(models.ModelSpec(kind="vrnn", emission="gmm", x_dim=6, h_dim=5,
+    net = registry.create_network(models.ModelSpec(kind="vrnn", emission="gmm", x_dim=6, h_dim=5,
                                                  z_dim=3, mlp_units=4, num_mixtures=2))
     seed = tf.constant([5, 6], tf.int32)
     whole = net.sample(2, 7, seed)
@@ -357,10 +360,11 @@ def test_export_detects_weights_left_at_their_initial_values(tf, exported):
     from avrnn_tf import config as config_lib
     from avrnn_tf import export
     from avrnn_tf import models
+    from avrnn_tf import registry
     from avrnn_tf import restore
 
     network, config, stats, path = export.load_network(exported["vrnn_gauss"][0])
     restore.verify_restored(network, path)  # the restored network passes
-    fresh = models.create_network(config_lib.model_spec(config, stats["frame_size"]))
+    fresh = registry.create_network(config_lib.model_spec(config, stats["frame_size"]))
     with pytest.raises(restore.RestoreError, match="left .* weight"):
         restore.verify_restored(fresh, path)

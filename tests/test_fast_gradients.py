@@ -126,7 +126,7 @@ def test_xla_train_step_equals_the_graph_step(tf, lib, monkeypatch):
             config.adversarial.update(separate_batches=False, critic_lstm_units=5,
                                       critic_dense_units=4)
             keras.utils.set_random_seed(3)
-            net = lib["models"].create_network(config_lib.model_spec(config, 5))
+            net = lib["registry"].create_network(config_lib.model_spec(config, 5))
             trainer = loop.build_trainer(config, net)
             assert trainer.jit_compile == (xla == "on")
             start = [v.numpy() for v in net.trainable_variables]

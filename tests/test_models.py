@@ -12,16 +12,16 @@ def lib(tf):
     import keras
     import tensorflow_probability as tfp
 
-    from avrnn_tf import bounds, models, training
+    from avrnn_tf import bounds, models, registry, training
 
     return dict(keras=keras, tfd=tfp.distributions, bounds=bounds, models=models,
-                training=training)
+                registry=registry, training=training)
 
 
 def make(lib, kind, emission, residual=False, x_dim=6):
     spec = lib["models"].ModelSpec(kind=kind, emission=emission, x_dim=x_dim, h_dim=10, z_dim=3,
                                    mlp_units=7, num_mixtures=2, residual_posterior=residual)
-    return lib["models"].create_network(spec)
+    return lib["registry"].create_network(spec)
 
 
 def data(tf, emission, b=3, t=5, d=6, seed=0):
@@ -213,7 +213,7 @@ def test_gradient_clipping_bounds_the_update(tf, lib):
 
 def test_unknown_kind_is_rejected(tf, lib):
     with pytest.raises(ValueError, match="srnn"):
-        lib["models"].SequenceNetwork(lib["models"].ModelSpec(kind="srnn", emission="normal", x_dim=2))
+        lib["registry"].create_network(lib["models"].ModelSpec(kind="srnn", emission="normal", x_dim=2))
 
 
 def test_loop_validation_equals_keras_evaluate_of_the_test_step(tmp_path, tf):

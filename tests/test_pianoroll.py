@@ -120,8 +120,9 @@ def test_jsb_config_trains_with_the_bias_at_the_training_mean(tf, pr):
     np.testing.assert_allclose(1 / (1 + np.exp(-bias)), np.clip(np.concatenate(train).mean(0), 1e-4, 1 - 1e-4),
                                rtol=1e-5)
     from avrnn_tf import models
+    from avrnn_tf import registry
 
-    net = models.create_network(config_lib.model_spec(config, 88, bias))
+    net = registry.create_network(config_lib.model_spec(config, 88, bias))
     np.testing.assert_allclose(net.emission_net.out.bias.numpy(), bias, rtol=1e-6)
     config.data.frame_size = 200
     from avrnn_tf.data.audio import DataError

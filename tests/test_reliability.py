@@ -135,7 +135,9 @@ def test_a_nan_batch_leaves_weights_and_slots_untouched(tf):
 
     from avrnn_tf import models, training
 
-    net = models.create_network(models.ModelSpec(kind="vrnn", emission="normal", x_dim=4, h_dim=6,
+    from avrnn_tf import registry
+
+    net = registry.create_network(models.ModelSpec(kind="vrnn", emission="normal", x_dim=4, h_dim=6,
                                                  z_dim=2, mlp_units=5))
     trainer = training.ELBOTrainer(net)
     trainer.compile(optimizer=keras.optimizers.Adam(1e-2))
@@ -245,8 +247,9 @@ def test_an_unreadable_latest_checkpoint_falls_back_to_the_previous(tmp_path):
 
 def test_thousands_of_frames_evaluate_without_overflow(tf):
     from avrnn_tf import bounds, models
+    from avrnn_tf import registry
 
-    net = models.create_network(models.ModelSpec(kind="vrnn", emission="gmm", x_dim=20, h_dim=16,
+    net = registry.create_network(models.ModelSpec(kind="vrnn", emission="gmm", x_dim=20, h_dim=16,
                                                  z_dim=4, mlp_units=16, num_mixtures=3))
     x = tf.random.stateless_normal([2, 4000, 20], seed=[0, 1]) * 30.0  # far from every component
     terms = net.frame_terms(x, tf.random.stateless_normal(net.noise_shape(x), seed=[2, 3]))

@@ -7,10 +7,11 @@ import pytest
 @pytest.fixture(scope="module")
 def net(tf):
     from avrnn_tf import models
+    from avrnn_tf import registry
 
     spec = models.ModelSpec(kind="zforcing", emission="normal", x_dim=4, h_dim=8, z_dim=3,
                             mlp_units=8)
-    return models.create_network(spec)
+    return registry.create_network(spec)
 
 
 def test_backward_state_at_t_depends_only_on_x_t_to_T(tf, net):

@@ -42,6 +42,7 @@ def main(argv):
     from avrnn_tf import config as config_lib
     from avrnn_tf import loop
     from avrnn_tf import models
+    from avrnn_tf import registry
     from avrnn_tf.data import pipeline
     from avrnn_tf.data import prepared
 
@@ -61,7 +62,7 @@ def main(argv):
 
     pipeline_rate = _rate(drain, FLAGS.batches, b)
 
-    network = models.create_network(config_lib.model_spec(config, stats["frame_size"]))
+    network = registry.create_network(config_lib.model_spec(config, stats["frame_size"]))
     trainer = loop.build_trainer(config, network)
     batch = next(iter(make()))
     cached = pipeline.for_fit(tf.data.Dataset.from_tensors(batch).repeat())

@@ -1,0 +1,31 @@
+"""`config.model.kind` -> the class implementing `protocol.SequenceModel` for it.
+
+To add a kind: write its model file (a subclass of a network here, or any Keras layer that
+implements protocol.SequenceModel), add one line to NETWORKS and its name to models.KINDS (the
+names configs accept), and a configs/<kind>.py; tests/test_protocol.py then runs the conformance
+checks on it.
+"""
+
+from avrnn_tf import models
+from avrnn_tf import zforcing
+
+NETWORKS = {
+    "rnn": models.RNNNetwork,
+    "storn": models.STORNNetwork,
+    "vrnn": models.VRNNNetwork,
+    "zforcing": zforcing.ZForcingNetwork,
+}
+
+
+def network_class(kind):
+    """The class of `kind`; ValueError naming the known kinds otherwise."""
+    if kind not in NETWORKS:
+        raise ValueError(f"model kind {kind!r} is not one of {', '.join(NETWORKS)}")
+    return NETWORKS[kind]
+
+
+def create_network(spec):
+    """Builds (and creates the variables of) the network described by the `models.ModelSpec`."""
+    network = network_class(spec.kind)(spec, name=f"{spec.kind}_{spec.emission}")
+    network.build()
+    return network

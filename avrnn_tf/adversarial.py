@@ -5,7 +5,7 @@ one scalar per sequence [B]: one LSTM layer (128 units in the paper) whose state
 valid frame feeds two fully connected ReLU layers (100 units) and a linear scalar. Masked frames are
 skipped by the LSTM (Keras masking carries the state over them), so their values never reach D.
 
-Sign conventions (DESIGN.md section 4; prior samples z are the "real" side, posterior samples z~
+Sign conventions (../shared/docs/DESIGN.md section 4; prior samples z are the "real" side, posterior samples z~
 the "fake" side):
 
     critic loss        L_D   = mean_i D(z~_i) - mean_i D(z_i)      minimised over eta
@@ -30,9 +30,10 @@ penalty, weight 10). Makhzani et al. (2016), "Adversarial Autoencoders" (JS regu
 import keras
 import tensorflow as tf
 
+from avrnn_tf import rng
+
 CRITICS = ("wgan", "wgan_gp", "gan")
 
-RNG_ALG = "philox"  # The stateless RNG algorithm of every training draw (see training.py).
 
 
 class Critic(keras.layers.Layer):
@@ -99,7 +100,7 @@ def gan_adversarial_loss(logit_prior, logit_posterior):
 def interpolate(z_prior, z_posterior, seed):
     """Random points on the segments between paired sequences: a z + (1 - a) z~, a ~ U[0, 1] per sequence."""
     shape = tf.concat([tf.shape(z_prior)[:1], tf.ones([tf.rank(z_prior) - 1], tf.int32)], axis=0)
-    a = tf.random.stateless_uniform(shape, seed=seed, dtype=z_prior.dtype, alg=RNG_ALG)
+    a = rng.uniform(shape, seed, z_prior.dtype)
     return a * z_prior + (1.0 - a) * z_posterior
 
 

@@ -23,6 +23,7 @@ from avrnn_tf.heads import EMISSIONS
 
 OPTIMIZERS = ("adam", "rmsprop")
 ALGORITHMS = ("elbo", "avrnn")
+OBJECTIVES = ("elbo",)  # The names of objectives.OBJECTIVES.
 XLA_CHOICES = ("auto", "on", "off")
 DATA_FORMATS = ("auto", "synthetic", "wav_dir", "pianoroll")
 DATA_FORMATS = DATA_FORMATS + ("timit", "fsdd", "prepared")  # data/corpora.py, data/prepared.py
@@ -92,6 +93,7 @@ def base_config():
         max_nonfinite_steps=20,  # stop after this many consecutive non-finite steps
         deterministic=False,    # TF op determinism: bitwise-reproducible (slower) runs
         algorithm="elbo",       # elbo | avrnn (the adversarial phases; settings in `adversarial`)
+        objective="elbo",       # what the ELBO trainer maximises (objectives.py)
         xla="auto",             # XLA-compile the train step: auto (GPU only) | on | off
     ))
     # A-VRNN (train.algorithm = "avrnn"; Huang & Xiao, Algorithms 1-2). The reconstruction phase
@@ -210,6 +212,7 @@ _CHECKS = {
     "train.max_nonfinite_steps": (int, lambda v: v >= 1, "an integer >= 1"),
     "train.deterministic": (bool, None, "true or false"),
     "train.algorithm": (str, lambda v: v in ALGORITHMS, f"one of {ALGORITHMS}"),
+    "train.objective": (str, lambda v: v in OBJECTIVES, f"one of {OBJECTIVES}"),
     "train.xla": (str, lambda v: v in XLA_CHOICES, f"one of {XLA_CHOICES}"),
     "adversarial.critic": (str, lambda v: v in CRITICS, f"one of {CRITICS}"),
     "adversarial.critic_lstm_units": (int, lambda v: v >= 1, "an integer >= 1"),
@@ -265,9 +268,14 @@ def validate(config):
             problems.append(f"config.{name} = {value!r}: expected {expected}")
         elif check is not None and not check(value):
             problems.append(f"config.{name} = {value!r}: expected {expected}")
-    if not problems and config.train.algorithm == "avrnn" and config.train.kl_weight != 1.0:
-        problems.append(f"config.train.kl_weight = {config.train.kl_weight!r}: not used by "
-                        "train.algorithm 'avrnn'; its KL weight is config.adversarial.kl_weight")
+    if not problems and config.train.algorithm == "avrnn":
+        t = config.train
+        for name, unused in (("kl_weight", t.kl_weight != 1.0), ("kl_anneal", t.kl_anneal),
+                             ("aux_weight", t.aux_weight != 0.0)):
+            if unused:
+                problems.append(f"config.train.{name} = {t[name]!r}: not used by train.algorithm "
+                                "'avrnn' (its reconstruction phase is -log p(x|z) + "
+                                "config.adversarial.kl_weight * KL)")
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     return config
@@ -287,13 +295,3 @@ def model_spec(config, x_dim, emission_bias=None):
 def to_json(config):
     """A stable JSON text of a config (what is saved into the workdir)."""
     return json.dumps(config.to_dict(), indent=2, sort_keys=True)
-
-
-def trainer_options(train):
-    """ELBOTrainer keyword arguments from `config.train` beyond the original ones (KL schedule,
-    auxiliary weight)."""
-    schedule = None
-    if train.kl_anneal:
-        schedule = (float(train.kl_anneal_start), float(train.kl_anneal_increment),
-                    float(train.kl_anneal_cap))
-    return {"kl_schedule": schedule, "aux_weight": float(train.aux_weight)}

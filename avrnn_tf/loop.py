@@ -32,8 +32,9 @@ import numpy as np
 import tensorflow as tf
 
 from avrnn_tf import config as config_lib
-from avrnn_tf import models
+from avrnn_tf import objectives
 from avrnn_tf import registry
+from avrnn_tf import rng
 from avrnn_tf import training
 from avrnn_tf import workdir as workdir_lib
 from avrnn_tf.data import corpora
@@ -101,8 +102,8 @@ def build_trainer(config, network):
     t = config.train
     if t.algorithm == "avrnn":
         return build_avrnn_trainer(config, network)
-    trainer = training.ELBOTrainer(network, seed=t.seed, clip_norm=t.clip_norm,
-                                   kl_weight=t.kl_weight, **config_lib.trainer_options(t))
+    trainer = training.ELBOTrainer(network, objectives.from_config(config), seed=t.seed,
+                                   clip_norm=t.clip_norm)
     trainer.compile(optimizer=make_optimizer(t), jit_compile=use_xla(t.xla))
     trainer.optimizer.build(network.trainable_variables)
     trainer.built = True  # Its network is built; keeps fit from calling it to build (tf.distribute).
@@ -133,10 +134,14 @@ def build_avrnn_trainer(config, network):
     critic = adversarial.Critic(a.critic_lstm_units, a.critic_dense_units, a.critic_dense_layers,
                                 name="critic")
     critic.build_for(network.z_dim)
-    trainer = training.AVRNNTrainer(
-        network, critic, seed=t.seed, clip_norm=t.clip_norm, kl_weight=a.kl_weight,
-        critic_type=a.critic, n_critic=a.n_critic, clip_value=a.clip_value,
-        gp_weight=a.gp_weight, separate_batches=a.separate_batches, regularize=a.regularize)
+    try:
+        trainer = training.AVRNNTrainer(
+            network, critic, seed=t.seed, clip_norm=t.clip_norm, kl_weight=a.kl_weight,
+            critic_type=a.critic, n_critic=a.n_critic, clip_value=a.clip_value,
+            gp_weight=a.gp_weight, separate_batches=a.separate_batches, regularize=a.regularize,
+            objective=objectives.from_config(config, kl_weight=a.kl_weight))
+    except ValueError as e:  # A model with parameters no A-VRNN phase trains.
+        raise config_lib.ConfigError(f"config.train.algorithm = 'avrnn': {e}") from None
     trainer.compile(optimizer=make_optimizer(t), jit_compile=use_xla(t.xla))
     trainer.optimizer.build(trainer.recon_variables)
     trainer.set_phase_optimizers(keras.optimizers.RMSprop(a.critic_learning_rate),
@@ -473,31 +478,15 @@ class Run:
                 tf.summary.scalar(f"{prefix}/{name}", float(value))
 
     def validation_metrics(self):
-        """The trainer's held-out metrics (the names its `test_step` reports) over the validation
-        batches, as exact ratios of sums.
+        """The trainer's held-out metrics (`objectives.evaluate`: the names its `test_step`
+        reports, as exact ratios of sums over the validation batches).
 
         Computed with one tf.function on the variables' primary copies rather than through
         `fit`'s distributed `evaluate`, so validation is the same code and the same numbers for
         every tf.distribute strategy (the noise is the evaluation noise of `test_step`).
         """
-        if getattr(self, "_eval_fn", None) is None:
-            seed = training.step_seed(self.trainer.seed, training.EVAL_FOLD)
-            self._eval_fn = tf.function(lambda x, m: self.trainer.bound_terms(x, m, seed),
-                                        reduce_retracing=True)
-        sums = {}
-        for x, mask in self.valid_batches:
-            b = self._eval_fn(tf.constant(x), tf.constant(mask))
-            frames = b["num_frames"].numpy()
-            for key, value in b.items():
-                sums[key] = sums.get(key, 0.0) + float(np.sum(value.numpy()))
-            sums["sequences"] = sums.get("sequences", 0.0) + float(np.sum(frames > 0))
-        frames, sequences = max(sums["num_frames"], 1.0), max(sums["sequences"], 1.0)
-        result = {"loss": -sums["objective"] / frames, "elbo_per_frame": sums["elbo"] / frames,
-                  "elbo_per_sequence": sums["elbo"] / sequences,
-                  "log_px_per_frame": sums["log_px"] / frames, "kl_per_frame": sums["kl"] / frames}
-        if "aux" in sums:
-            result["aux_per_frame"] = sums["aux"] / frames
-        return result
+        return objectives.evaluate(self.trainer.objective, self.network, self.valid_batches,
+                                   self.trainer.seed)
 
     def evaluate(self):
         result = self.validation_metrics()
@@ -511,8 +500,9 @@ class Run:
         if not self.network.z_dim:
             return
         x, mask = self.valid_batches[0]
-        noise = self.trainer.noise(x, training.step_seed(self.trainer.seed, training.EVAL_FOLD))
-        out = self.network.trajectory(tf.constant(x), noise)
+        seed = objectives.step_seed(self.trainer.seed, objectives.EVAL_FOLD)
+        out = self.network.trajectory(tf.constant(x), rng.normal(self.network.noise_shape(x), seed),
+                                      tf.constant(mask))
         valid = tf.constant(mask) > 0
         with self.writer.as_default(step=self.step):
             for key in ("post_loc", "post_scale", "prior_loc", "prior_scale"):

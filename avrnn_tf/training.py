@@ -4,15 +4,15 @@
 models) so that `fit`, its progress bar and callbacks work unchanged. Batches are `(x, mask)` with
 x [B, T, D] float32 frames and mask [B, T] (1 = real frame).
 
-Randomness is stateless and derived from the optimizer's step counter: the posterior noise of step
-s is `stateless_normal(seed=fold_in([seed, 0], s))`, drawn before the recurrence and passed in. A
+Randomness is stateless (Philox, rng.py) and derived from the optimizer's step counter: the noise
+of step s derives from `objectives.step_seed(seed, s)` = fold_in([seed, 0], s). A
 resumed run therefore draws exactly the noise an uninterrupted run would, and evaluation (which
 folds in a fixed value instead) sees the same noise every time it runs.
 
 Metrics (keras.metrics.Mean, weighted so that averages over many batches are exact ratios):
   loss               -objective per frame (what is minimised)
-  elbo_per_frame     sum ELBO / sum frames (nats)        elbo_per_sequence  mean per-sequence ELBO
-  log_px_per_frame   reconstruction log-likelihood       kl_per_frame       analytic KL per frame
+  <name>_per_frame, <name>_per_sequence, scalars: what the objective returns (objectives.py; the
+                     ELBO: elbo, log_px, kl, aux for Z-Forcing, kl_weight under a schedule)
   grad_norm          global gradient norm before clipping (training only)
   nonfinite_steps    how many steps so far had a non-finite loss or gradient (training only)
   nonfinite_streak   how many of the latest steps in a row did (training only)
@@ -21,54 +21,22 @@ Numerics guard: a step whose loss or gradients are not finite does not touch the
 optimizer's slots (`apply_if_finite`); it still advances the step counter, so the next step takes the
 next batch and fresh noise. Its values are left out of the metric averages. The run loop stops the
 run when `nonfinite_streak` reaches its limit.
-  kl_weight          the scheduled KL weight (training only, when kl_schedule is set)
-  aux_per_frame      Z-Forcing's log p(b_t | z_t) per frame (zforcing models; `loss` includes
-                     -aux_weight times it)
 """
+
+import functools
 
 import keras
 import tensorflow as tf
 
 from avrnn_tf import adversarial
 from avrnn_tf import bounds
+from avrnn_tf import objectives
 from avrnn_tf import protocol
+from avrnn_tf import replicas
 from avrnn_tf import rng
+from avrnn_tf.replicas import global_sum, num_replicas, replica_sum
 
-# Every random draw names its algorithm (rng.RNG_ALG, Philox) rather than "auto_select".
-# An XLA-compiled step (train.xla = on) still draws different numbers from the same seed: XLA's
-# Philox maps seeds differently from TensorFlow's kernel (measured; BUILD_NOTES 4.7).
-RNG_ALG = rng.RNG_ALG
-
-EVAL_FOLD = -1  # Folded into the seed for evaluation noise (training folds in the step >= 0).
-
-
-def step_seed(seed, step):
-    """A stateless [2] int32 seed for `step` (a scalar int tensor) from an integer `seed`."""
-    base = tf.constant([seed, 0], tf.int32)
-    return tf.random.experimental.stateless_fold_in(base, tf.cast(step, tf.int32), alg=RNG_ALG)
-
-
-def _replicas():
-    """The replica context when running on several replicas (tf.distribute), else None."""
-    ctx = tf.distribute.get_replica_context()
-    return ctx if ctx is not None and ctx.num_replicas_in_sync > 1 else None
-
-
-def replica_sum(ctx, value):
-    """`ctx.all_reduce(SUM, value)` for a nest of tensors in replica context `ctx`.
-
-    tf.distribute sends an all-reduce of plain tensors to the tensors' device; under
-    MultiWorkerMirroredStrategy with one device per worker the replica function runs without a
-    device scope, so the tensors have none and the all-reduce fails ("destinations can not be
-    empty"). The values are then first placed on the worker's device. (With several local
-    devices every replica already runs under its device's scope.)
-    """
-    local = ctx.strategy.extended.worker_devices
-    if len(local) == 1:
-        with tf.device(local[0]):
-            value = tf.nest.map_structure(lambda v: None if v is None else tf.identity(v), value)
-    return ctx.all_reduce(tf.distribute.ReduceOp.SUM, value)
-
+_ADVERSARIAL_FOLD = 1_000_003  # Folded into the step seed for the adversarial phase's noise.
 
 def clip_gradients(grads, clip_norm):
     """Clips by global norm when clip_norm > 0; returns (grads, norm before clipping).
@@ -77,36 +45,12 @@ def clip_gradients(grads, clip_norm):
     its local gradient by the same factor, so the sum the optimizer applies equals the
     single-device clipped gradient.
     """
-    ctx = _replicas()
+    ctx = replicas.context()
     norm = tf.linalg.global_norm(replica_sum(ctx, grads) if ctx else grads)
     if clip_norm and clip_norm > 0:
         factor = clip_norm / tf.maximum(norm, clip_norm)
         grads = [None if g is None else g * factor for g in grads]
     return grads, norm
-
-
-def num_replicas():
-    ctx = _replicas()
-    return ctx.num_replicas_in_sync if ctx else 1
-
-
-def replica_normal(shape, seed):
-    """Standard Normal noise of `shape` [B, ...]; on several replicas, this replica's rows of the
-    noise of the global batch [B * replicas, ...], so a mirrored step draws what one device would."""
-    ctx = _replicas()
-    if ctx is None:
-        return tf.random.stateless_normal(shape, seed=seed, alg=RNG_ALG)
-    n, r = ctx.num_replicas_in_sync, ctx.replica_id_in_sync_group
-    shape = tf.convert_to_tensor(shape)
-    full = tf.random.stateless_normal(tf.concat([[shape[0] * n], shape[1:]], 0), seed=seed,
-                                      alg=RNG_ALG)
-    return full[r * shape[0]:(r + 1) * shape[0]]
-
-
-def global_sum(value):
-    """`value` summed over the replicas (itself on one device)."""
-    ctx = _replicas()
-    return replica_sum(ctx, value) if ctx else value
 
 
 def apply_if_finite(optimizer, loss, grads, variables, clip_norm):
@@ -119,7 +63,7 @@ def apply_if_finite(optimizer, loss, grads, variables, clip_norm):
     """
     grads, norm = clip_gradients(grads, clip_norm)
     finite = tf.math.is_finite(tf.cast(loss, tf.float32)) & tf.math.is_finite(norm)
-    ctx = _replicas()
+    ctx = replicas.context()
     if ctx is None:
         def apply():
             optimizer.apply_gradients(zip(grads, variables))
@@ -156,42 +100,36 @@ def apply_if_finite(optimizer, loss, grads, variables, clip_norm):
 
 
 class ELBOTrainer(keras.Model):
-    """Maximises the ELBO of a `SequenceNetwork` with one optimizer.
+    """Maximises an objective (objectives.py) of a `protocol.SequenceModel` with one optimizer.
 
     Args:
-      network: a built `models.SequenceNetwork`.
+      network: a built network.
+      objective: `objective(network, x, mask, seed, step) -> dict` (objectives.py); None = the
+        ELBO with `objective_options` (kl_weight, kl_schedule, aux_weight of `objectives.elbo`).
       seed: integer from which every step's noise is derived.
       clip_norm: global-norm gradient clipping threshold (<= 0 disables clipping).
-      kl_weight: weight of the KL term in the objective (1 is the ELBO).
-      kl_schedule: optional (start, increment, cap): the KL weight of training step s is
-        min(cap, start + increment * s) instead of kl_weight (Z-Forcing: (0.2, 5e-5, 1.0)).
-        Evaluation always uses kl_weight.
-      aux_weight: weight beta of an auxiliary log-likelihood the network returns as
-        `aux_log_prob` in its frame terms (Z-Forcing's log p(b_t | z_t)); added to the objective.
+
+    The metrics are `loss`, the names the objective returns (`objectives.metric_names`),
+    `grad_norm` and the non-finite counters.
     """
 
-    def __init__(self, network, seed=0, clip_norm=10.0, kl_weight=1.0, kl_schedule=None,
-                 aux_weight=0.0, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, network, objective=None, seed=0, clip_norm=10.0, **objective_options):
+        super().__init__()
         self.network = network
+        if objective is not None and objective_options:
+            raise ValueError(f"options {sorted(objective_options)} given with an objective")
+        self.objective = objective or functools.partial(objectives.elbo, **objective_options)
         self.seed = int(seed)
         self.clip_norm = float(clip_norm)
-        self.kl_weight = float(kl_weight)
         self.trace_count = 0  # Incremented only when train_step is traced (Python side effect).
-        self._trackers = {name: keras.metrics.Mean(name=name) for name in (
-            "loss", "elbo_per_frame", "elbo_per_sequence", "log_px_per_frame", "kl_per_frame",
-            "grad_norm")}
+        names = objectives.metric_names(self.objective, network) + ["grad_norm"]
+        self.eval_metric_names = objectives.metric_names(self.objective, network, training=False)
+        self._trackers = {name: keras.metrics.Mean(name=name) for name in names}
         # Checkpointed with the model: a resumed run keeps counting where it stopped.
         self.nonfinite_total = self.add_weight(shape=(), dtype="int64", initializer="zeros",
                                                trainable=False, name="nonfinite_total")
         self.nonfinite_streak = self.add_weight(shape=(), dtype="int64", initializer="zeros",
                                                 trainable=False, name="nonfinite_streak")
-        self.kl_schedule = None if kl_schedule is None else tuple(float(v) for v in kl_schedule)
-        self.aux_weight = float(aux_weight)
-        if self.kl_schedule is not None:
-            self._trackers["kl_weight"] = keras.metrics.Mean(name="kl_weight")
-        if network.spec.kind == "zforcing":
-            self._trackers["aux_per_frame"] = keras.metrics.Mean(name="aux_per_frame")
 
     @property
     def metrics(self):
@@ -201,7 +139,7 @@ class ELBOTrainer(keras.Model):
         """{name: value} of the metrics. On several replicas each replica's Mean holds only its own
         sums, and Keras averages the returned logs over replicas, which would weight replicas
         equally; so the sums are all-reduced here and every replica returns the global ratio."""
-        if _replicas() is None:
+        if replicas.context() is None:
             return {m.name: m.result() for m in self.metrics if keep(m.name)}
         return {m.name: global_sum(m.total) / tf.maximum(global_sum(m.count), 1e-12)
                 for m in self.metrics if keep(m.name)}
@@ -215,77 +153,56 @@ class ELBOTrainer(keras.Model):
                 "nonfinite_streak": tf.convert_to_tensor(self.nonfinite_streak)}
 
     def call(self, inputs, training=False):
-        """Per-sequence ELBO [B] of `(x, mask)` (or of x alone, every frame real), evaluation noise."""
+        """Per-sequence objective [B] of `(x, mask)` (or of x alone, every frame real), evaluation
+        noise."""
         if isinstance(inputs, (tuple, list)):
             x, mask = inputs
         else:
             x = inputs
             mask = tf.ones(tf.shape(x)[:2], x.dtype)
-        return self.bound_terms(x, mask, step_seed(self.seed, EVAL_FOLD))["elbo"]
+        return self.evaluate_objective(x, mask)["objective"]
 
-    def noise(self, x, seed):
-        """Posterior noise [B, T, Z] for the frames x (see `replica_normal`)."""
-        return replica_normal(self.network.noise_shape(x), seed)
+    def evaluate_objective(self, x, mask):
+        """The objective's output on held-out frames: evaluation noise, no schedule."""
+        return self.objective(self.network, x, mask,
+                              objectives.step_seed(self.seed, objectives.EVAL_FOLD), None)
 
-    def scheduled_kl_weight(self, step):
-        """The KL weight at training step `step` (a scalar tensor)."""
-        if self.kl_schedule is None:
-            return tf.constant(self.kl_weight)
-        start, increment, cap = self.kl_schedule
-        return tf.minimum(cap, start + increment * tf.cast(step, tf.float32))
+    def _loss(self, out):
+        """-objective per frame of the global batch (replicas' gradients are summed)."""
+        return -tf.reduce_sum(out["objective"]) / tf.maximum(
+            global_sum(tf.reduce_sum(out["num_frames"])), 1.0)
 
-    def bound_terms(self, x, mask, seed, kl_weight=None):
-        terms = self.network.frame_terms(x, self.noise(x, seed), mask=mask)
-        b = bounds.elbo(terms, mask, self.kl_weight if kl_weight is None else kl_weight)
-        if "aux_log_prob" in terms:
-            b["aux"] = tf.reduce_sum(bounds.masked(terms["aux_log_prob"], mask), axis=1)
-            b["objective"] = b["objective"] + self.aux_weight * b["aux"]
-        return b
-
-    def _update_metrics(self, b, grad_norm=None, finite=None):
-        frames = tf.reduce_sum(b["num_frames"])
-        if finite is not None:  # A skipped step's values stay out of the averages.
-            weight = tf.cast(finite, frames.dtype)
-            b = {k: tf.where(finite, v, tf.zeros_like(v)) for k, v in b.items()}
-            frames = frames * weight
-            if grad_norm is not None:
-                grad_norm = tf.where(finite, grad_norm, tf.zeros_like(grad_norm))
-        sequences = tf.reduce_sum(tf.cast(b["num_frames"] > 0, frames.dtype))
-        per_frame = lambda v: tf.reduce_sum(v) / tf.maximum(frames, 1.0)
-        t = self._trackers
-        t["loss"].update_state(-per_frame(b["objective"]), sample_weight=frames)
-        t["elbo_per_frame"].update_state(per_frame(b["elbo"]), sample_weight=frames)
-        t["log_px_per_frame"].update_state(per_frame(b["log_px"]), sample_weight=frames)
-        t["kl_per_frame"].update_state(per_frame(b["kl"]), sample_weight=frames)
-        t["elbo_per_sequence"].update_state(
-            tf.reduce_sum(b["elbo"]) / tf.maximum(sequences, 1.0), sample_weight=sequences)
+    def _update_metrics(self, out, grad_norm=None, finite=None):
+        """Adds one batch's objective output (and gradient norm) to the metric averages; a
+        skipped (non-finite) step's values stay out of them."""
+        for name, (value, weight) in objectives.batch_metrics(out).items():
+            self._update(name, value, weight, finite)
         if grad_norm is not None:
-            t["grad_norm"].update_state(grad_norm, sample_weight=1.0 if finite is None else weight)
-        if "aux" in b:
-            t["aux_per_frame"].update_state(per_frame(b["aux"]), sample_weight=frames)
+            self._update("grad_norm", grad_norm, 1.0, finite)
+
+    def _update(self, name, value, weight, finite=None):
+        if finite is not None:
+            value = tf.where(finite, value, tf.zeros_like(value))
+            weight = weight * tf.cast(finite, tf.float32)
+        self._trackers[name].update_state(value, sample_weight=weight)
 
     def train_step(self, data):
         self.trace_count += 1
         x, mask = data
-        seed = step_seed(self.seed, self.optimizer.iterations)
+        step = self.optimizer.iterations
         variables = self.network.trainable_variables
         with tf.GradientTape() as tape:
-            kl_weight = self.scheduled_kl_weight(self.optimizer.iterations)
-            b = self.bound_terms(x, mask, seed, kl_weight)
-            # Divided by the frames of the global batch: replicas' gradients are summed.
-            loss = -tf.reduce_sum(b["objective"]) / tf.maximum(
-                global_sum(tf.reduce_sum(b["num_frames"])), 1.0)
+            out = self.objective(self.network, x, mask, objectives.step_seed(self.seed, step), step)
+            loss = self._loss(out)
         finite, norm = apply_if_finite(self.optimizer, loss, tape.gradient(loss, variables),
                                        variables, self.clip_norm)
-        self._update_metrics(b, norm, finite)
-        if self.kl_schedule is not None:
-            self._trackers["kl_weight"].update_state(kl_weight)
+        self._update_metrics(out, norm, finite)
         return {**self.results(), **self.count_finite(finite)}
 
     def test_step(self, data):
         x, mask = data
-        self._update_metrics(self.bound_terms(x, mask, step_seed(self.seed, EVAL_FOLD)))
-        return self.results(lambda name: name not in ("grad_norm", "kl_weight"))
+        self._update_metrics(self.evaluate_objective(x, mask))
+        return self.results(lambda name: name in self.eval_metric_names)
 
 
 # ------------------------------------------------------------------------------------------
@@ -294,7 +211,6 @@ class ELBOTrainer(keras.Model):
 AVRNN_PHASE_METRICS = ("recon_per_frame", "grad_norm_recon")
 AVRNN_CRITIC_METRICS = ("critic_loss", "adversarial_loss", "wasserstein_estimate",
                         "critic_weight_max_abs", "grad_norm_critic", "grad_norm_adversarial")
-_ADVERSARIAL_FOLD = 1_000_003  # Folded into the step seed for the adversarial phase's noise.
 
 
 def _in_order(variables, chosen):
@@ -333,6 +249,8 @@ class AVRNNTrainer(ELBOTrainer):
       seed, clip_norm: as `ELBOTrainer`; clip_norm applies to the reconstruction and adversarial
         gradients (the critic is constrained by clipping or the penalty instead).
       kl_weight: KL weight in the reconstruction phase (paper: 0).
+      objective: the reconstruction phase's objective (objectives.py); None = the ELBO with
+        `kl_weight` (its kl_weight must be the same: the phase selection reads `kl_weight`).
       critic_type: "wgan" (clipping), "wgan_gp" (gradient penalty) or "gan" (JS discriminator).
       n_critic: critic steps per iteration (paper: 1).
       clip_value: c of the weight clipping (WGAN: 0.01); used by "wgan" only.
@@ -343,8 +261,10 @@ class AVRNNTrainer(ELBOTrainer):
 
     def __init__(self, network, critic, seed=0, clip_norm=10.0, kl_weight=0.0, critic_type="wgan",
                  n_critic=1, clip_value=0.01, gp_weight=10.0, separate_batches=True,
-                 regularize=True, **kwargs):
-        super().__init__(network, seed=seed, clip_norm=clip_norm, kl_weight=kl_weight, **kwargs)
+                 regularize=True, objective=None):
+        objective = objective or functools.partial(objectives.elbo, kl_weight=kl_weight)
+        super().__init__(network, objective, seed=seed, clip_norm=clip_norm)
+        self.kl_weight = float(kl_weight)
         if not network.z_dim:
             raise ValueError("A-VRNN needs a latent model (kind 'vrnn' or 'storn'), not 'rnn'")
         if critic_type not in adversarial.CRITICS:
@@ -404,9 +324,9 @@ class AVRNNTrainer(ELBOTrainer):
         z~_t = mu_z + sigma_z * eps_t drives the recurrence; z_t = mu_0 + sigma_0 * eps'_t is drawn
         from the prior at the same h_{t-1}, with independent noise eps'.
         """
-        q_seed, p_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2, alg=RNG_ALG))
-        out = self.network.trajectory(x, self.noise(x, q_seed))
-        eps = replica_normal(tf.shape(out["z"]), p_seed)
+        q_seed, p_seed = rng.split(seed, 2)
+        out = self.network.trajectory(x, replicas.normal(self.network.noise_shape(x), q_seed))
+        eps = replicas.normal(tf.shape(out["z"]), p_seed)
         return out["prior_loc"] + out["prior_scale"] * eps, out["z"]
 
     def reconstruction_step(self, x, mask, seed):
@@ -414,9 +334,8 @@ class AVRNNTrainer(ELBOTrainer):
         the step was finite and applied)."""
         variables = self.recon_variables
         with tf.GradientTape() as tape:
-            b = self.bound_terms(x, mask, seed)
-            loss = -tf.reduce_sum(b["objective"]) / tf.maximum(
-                global_sum(tf.reduce_sum(b["num_frames"])), 1.0)
+            b = self.objective(self.network, x, mask, seed, None)
+            loss = self._loss(b)
         finite, norm = apply_if_finite(self.optimizer, loss, tape.gradient(loss, variables),
                                        variables, self.clip_norm)
         return b, norm, finite
@@ -433,7 +352,7 @@ class AVRNNTrainer(ELBOTrainer):
             else:
                 loss = adversarial.critic_loss(d_prior, d_post)
             if self.critic_type == "wgan_gp":
-                gp_seed = tf.random.experimental.stateless_fold_in(seed, 7, alg=RNG_ALG)
+                gp_seed = rng.fold_in(seed, 7)
                 penalty = adversarial.gradient_penalty(self.critic, z_prior, z_post, mask, gp_seed)
                 loss = loss + self.gp_weight * penalty
             # Batch means: replicas' gradients are summed, so each contributes 1/replicas.
@@ -473,23 +392,20 @@ class AVRNNTrainer(ELBOTrainer):
             batch = lambda p: (tf.gather(x, p, axis=axis), tf.gather(mask, p, axis=axis))
         else:
             batch = lambda p: (x, mask)
-        seed = step_seed(self.seed, self.optimizer.iterations)
+        seed = objectives.step_seed(self.seed, self.optimizer.iterations)
         b, norm, finite = self.reconstruction_step(*batch(0), seed)
         self._update_metrics(b, finite=finite)
         t = self._trackers
-
-        def update(name, value, ok):  # A non-finite phase's values stay out of the averages.
-            t[name].update_state(tf.where(ok, value, tf.zeros_like(value)),
-                                 sample_weight=tf.cast(ok, tf.float32))
+        update = lambda name, value, ok: self._update(name, value, 1.0, ok)
 
         frames = tf.reduce_sum(b["num_frames"])
-        update("recon_per_frame", -tf.reduce_sum(b["log_px"]) / tf.maximum(frames, 1.0), finite)
+        update("recon_per_frame", -tf.reduce_sum(b["per_frame"]["log_px"]) / tf.maximum(frames, 1.0),
+               finite)
         update("grad_norm_recon", norm, finite)
         all_finite = finite
         if self.regularize:
             for k in range(self.n_critic):
-                c = self.critic_step(*batch(1 + k), tf.random.experimental.stateless_fold_in(
-                    seed, 1 + k, alg=RNG_ALG))
+                c = self.critic_step(*batch(1 + k), rng.fold_in(seed, 1 + k))
                 all_finite = all_finite & c["finite"]
             for name in ("critic_loss", "wasserstein_estimate", "grad_norm_critic"):
                 update(name, c[name], c["finite"])
@@ -497,16 +413,9 @@ class AVRNNTrainer(ELBOTrainer):
                 update("gradient_penalty", c["gradient_penalty"], c["finite"])
             t["critic_weight_max_abs"].update_state(
                 adversarial.max_abs_weight(self.critic.trainable_variables))
-            adv_seed = tf.random.experimental.stateless_fold_in(seed, _ADVERSARIAL_FOLD, alg=RNG_ALG)
+            adv_seed = rng.fold_in(seed, _ADVERSARIAL_FOLD)
             loss, adv_norm, adv_finite = self.adversarial_step(*batch(self.n_critic + 1), adv_seed)
             update("adversarial_loss", loss, adv_finite)
             update("grad_norm_adversarial", adv_norm, adv_finite)
             all_finite = all_finite & adv_finite
         return {**self.results(), **self.count_finite(all_finite)}
-
-    def test_step(self, data):
-        """Held-out ELBO metrics only (the same names as `ELBOTrainer.test_step`)."""
-        x, mask = data
-        self._update_metrics(self.bound_terms(x, mask, step_seed(self.seed, EVAL_FOLD)))
-        keep = ("loss", "elbo_per_frame", "elbo_per_sequence", "log_px_per_frame", "kl_per_frame")
-        return self.results(lambda name: name in keep)

@@ -15,10 +15,10 @@ def lib(tf):
     import keras
     import tensorflow_probability as tfp
 
-    from avrnn_tf import bounds, cells, models, training
+    from avrnn_tf import bounds, cells, models, registry, training
 
     return dict(keras=keras, tfd=tfp.distributions, bounds=bounds, cells=cells, models=models,
-                training=training)
+                registry=registry, training=training)
 
 
 @pytest.mark.parametrize("shape", [(5, 4), (3, 6, 4), (2, 3, 2, 4)])
@@ -107,13 +107,14 @@ def test_xla_train_step_equals_the_graph_step(tf, lib, monkeypatch):
 
     from avrnn_tf import config as config_lib
     from avrnn_tf import loop
+    from avrnn_tf import replicas
 
     def fake_normal(shape, seed):
         n = tf.reduce_prod(shape)
         phase = tf.cast(seed[0] % 1000, tf.float32) * 0.37 + tf.cast(seed[1] % 1000, tf.float32)
         return tf.reshape(tf.sin(tf.cast(tf.range(n), tf.float32) * 1.3 + phase), shape)
 
-    monkeypatch.setattr(lib["training"], "replica_normal", fake_normal)
+    monkeypatch.setattr(replicas, "normal", fake_normal)
 
     x = tf.random.stateless_normal([4, 6, 5], seed=[1, 2])
     mask = tf.constant(np.array([[1] * 6, [1] * 6, [1] * 4 + [0] * 2, [1] * 6], np.float32))

@@ -58,24 +58,30 @@ def test_auxiliary_target_is_held_constant(tf, net):
 
 
 def test_kl_schedule_is_the_papers_ramp(tf, net):
-    from avrnn_tf import training
+    from avrnn_tf import objectives
 
-    trainer = training.ELBOTrainer(net, kl_schedule=(0.2, 5e-5, 1.0))
+    x = tf.random.stateless_normal([1, 3, 4], seed=[6, 6])
+    mask, seed = tf.ones([1, 3]), tf.constant([0, 0])
+    weight = lambda step, **options: objectives.elbo(net, x, mask, seed, step, **options)["scalars"]
     for step, expected in ((0, 0.2), (8000, 0.6), (16000, 1.0), (10 ** 6, 1.0)):
-        assert float(trainer.scheduled_kl_weight(step)) == pytest.approx(expected, abs=1e-6)
-    constant = training.ELBOTrainer(net, kl_weight=0.7)
-    assert float(constant.scheduled_kl_weight(12345)) == pytest.approx(0.7)
+        got = weight(tf.constant(step), kl_schedule=(0.2, 5e-5, 1.0))["kl_weight"]
+        assert float(got) == pytest.approx(expected, abs=1e-6)
+    assert weight(None, kl_schedule=(0.2, 5e-5, 1.0)) == {}  # evaluation: no schedule
+    out = objectives.elbo(net, x, mask, seed, tf.constant(12345), kl_weight=0.7)
+    np.testing.assert_allclose(out["objective"].numpy(), (out["per_frame"]["log_px"] - 0.7 * out[
+        "per_frame"]["kl"]).numpy(), rtol=1e-5)
 
 
 def test_objective_adds_beta_times_aux(tf, net):
-    from avrnn_tf import training
+    from avrnn_tf import objectives
 
     x = tf.random.stateless_normal([2, 5, 4], seed=[5, 5])
     mask = tf.ones([2, 5])
     seed = tf.constant([0, 0])
-    b0 = training.ELBOTrainer(net, aux_weight=0.0).bound_terms(x, mask, seed, kl_weight=0.3)
-    b1 = training.ELBOTrainer(net, aux_weight=2.0).bound_terms(x, mask, seed, kl_weight=0.3)
-    np.testing.assert_allclose(b0["objective"].numpy(), (b0["log_px"] - 0.3 * b0["kl"]).numpy(), rtol=1e-5)
-    np.testing.assert_allclose((b1["objective"] - b0["objective"]).numpy(), 2.0 * b0["aux"].numpy(),
+    b0 = objectives.elbo(net, x, mask, seed, None, kl_weight=0.3, aux_weight=0.0)
+    b1 = objectives.elbo(net, x, mask, seed, None, kl_weight=0.3, aux_weight=2.0)
+    f0, f1 = b0["per_frame"], b1["per_frame"]
+    np.testing.assert_allclose(b0["objective"].numpy(), (f0["log_px"] - 0.3 * f0["kl"]).numpy(), rtol=1e-5)
+    np.testing.assert_allclose((b1["objective"] - b0["objective"]).numpy(), 2.0 * f0["aux"].numpy(),
                                rtol=1e-4, atol=1e-3)
-    np.testing.assert_allclose(b1["elbo"].numpy(), b0["elbo"].numpy())  # the bound is untouched
+    np.testing.assert_allclose(f1["elbo"].numpy(), f0["elbo"].numpy())  # the bound is untouched

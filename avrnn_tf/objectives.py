@@ -1,0 +1,126 @@
+"""Training objectives as pure functions of a network and a batch.
+
+An objective is `objective(network, x, mask, seed, step) -> dict`:
+  network  a `protocol.SequenceModel`;
+  x, mask  frames [B, T, D] and mask [B, T] (1 = real frame);
+  seed     a stateless [2] int32 seed; every draw derives from it (noise of shape
+           `network.noise_shape(x)`, or a K-particle version of it, through `replicas.normal`,
+           so a mirrored step draws what one device would);
+  step     the training step (a scalar tensor) for schedules, or None in evaluation;
+and returns
+  "objective"     [B] what training maximises, per sequence (summed over real frames);
+  "num_frames"    [B] real frames per sequence;
+  "per_frame"     {name: [B] per-sequence sums}: reported as `<name>_per_frame` (sum / frames);
+  "per_sequence"  {name: [B]}: reported as `<name>_per_sequence` (mean over sequences);
+  "scalars"       {name: scalar}: training-only values reported as they are (e.g. a schedule).
+The trainer reports `loss` = -objective per frame plus the names above: metric names come from
+what the objective returns (`metric_names`), never from a list in the trainer or the loop.
+
+`OBJECTIVES` maps `config.train.objective` to the function; `from_config` binds its options. An
+objective that needs K particles (IWAE, FIVO) tiles x and draws noise of shape
+`network.noise_shape(tiled x)` itself; nothing in the trainer changes.
+"""
+
+import functools
+
+import numpy as np
+import tensorflow as tf
+
+from avrnn_tf import bounds
+from avrnn_tf import replicas
+from avrnn_tf import rng
+
+EVAL_FOLD = -1  # Folded into the seed for evaluation noise (training folds in the step >= 0).
+
+
+def step_seed(seed, step):
+    """A stateless [2] int32 seed for `step` (a scalar int tensor) from an integer `seed`."""
+    return rng.fold_in(tf.constant([seed, 0], tf.int32), tf.cast(step, tf.int32))
+
+
+def elbo(network, x, mask, seed, step, kl_weight=1.0, kl_schedule=None, aux_weight=0.0):
+    """The ELBO (the exact log-likelihood for models without latent), one posterior sample.
+
+    objective = sum_t mask_t [log p(x_t | .) - w KL_t] + aux_weight * sum_t mask_t aux_t, with w
+    = kl_weight, or during training (step given) min(cap, start + increment * step) for
+    kl_schedule = (start, increment, cap); aux_t is a model's auxiliary log-likelihood
+    (Z-Forcing's log p(b_t | z_t), frame term "aux_log_prob"), reported as aux_per_frame.
+    """
+    weight = tf.constant(float(kl_weight))
+    if kl_schedule is not None and step is not None:
+        start, increment, cap = kl_schedule
+        weight = tf.minimum(cap, start + increment * tf.cast(step, tf.float32))
+    terms = network.frame_terms(x, replicas.normal(network.noise_shape(x), seed), mask=mask)
+    b = bounds.elbo(terms, mask, weight)
+    per_frame = {"elbo": b["elbo"], "log_px": b["log_px"], "kl": b["kl"]}
+    objective = b["objective"]
+    if "aux_log_prob" in terms:
+        per_frame["aux"] = tf.reduce_sum(bounds.masked(terms["aux_log_prob"], mask), axis=1)
+        objective = objective + aux_weight * per_frame["aux"]
+    scalars = {"kl_weight": weight} if kl_schedule is not None and step is not None else {}
+    return {"objective": objective, "num_frames": b["num_frames"], "per_frame": per_frame,
+            "per_sequence": {"elbo": b["elbo"]}, "scalars": scalars}
+
+
+OBJECTIVES = {"elbo": elbo}
+
+
+def from_config(config, kl_weight=None):
+    """The objective `config.train.objective` names, its options bound from config.train
+    (`kl_weight` overrides train.kl_weight: A-VRNN's reconstruction phase, which has no KL
+    schedule and no auxiliary cost; `check_algorithm_settings` refuses those with it)."""
+    t = config.train
+    if kl_weight is not None:
+        return functools.partial(OBJECTIVES[t.objective], kl_weight=kl_weight)
+    schedule = None
+    if t.kl_anneal:
+        schedule = (float(t.kl_anneal_start), float(t.kl_anneal_increment),
+                    float(t.kl_anneal_cap))
+    return functools.partial(OBJECTIVES[t.objective], kl_weight=t.kl_weight,
+                             kl_schedule=schedule, aux_weight=float(t.aux_weight))
+
+
+def metric_names(objective, network, training=True):
+    """The metric names `objective` yields on `network` ("loss" first), found by calling it once
+    on one frame (eagerly; only the returned keys matter)."""
+    x = tf.zeros([1, 1, network.spec.x_dim])
+    out = objective(network, x, tf.ones([1, 1]), tf.constant([0, 0], tf.int32),
+                    tf.constant(0) if training else None)
+    return (["loss"] + [f"{k}_per_frame" for k in out["per_frame"]]
+            + [f"{k}_per_sequence" for k in out["per_sequence"]] + list(out["scalars"]))
+
+
+def batch_metrics(out):
+    """{metric name: (value, weight)} of one batch's objective output: per-frame ratios weighted
+    by frames, per-sequence means weighted by sequences, scalars weighted 1 (for keras Mean)."""
+    frames = tf.reduce_sum(out["num_frames"])
+    sequences = tf.reduce_sum(tf.cast(out["num_frames"] > 0, frames.dtype))
+    per_frame = lambda v: tf.reduce_sum(v) / tf.maximum(frames, 1.0)
+    result = {"loss": (-per_frame(out["objective"]), frames)}
+    for k, v in out["per_frame"].items():
+        result[f"{k}_per_frame"] = (per_frame(v), frames)
+    for k, v in out["per_sequence"].items():
+        result[f"{k}_per_sequence"] = (tf.reduce_sum(v) / tf.maximum(sequences, 1.0), sequences)
+    for k, v in out["scalars"].items():
+        result[k] = (v, tf.constant(1.0))
+    return result
+
+
+def evaluate(objective, network, batches, seed):
+    """Held-out metrics of `objective` over numpy (x, mask) batches, as exact ratios of sums over
+    all of them (evaluation noise from the integer `seed`; no schedule: step None)."""
+    noise_seed = step_seed(seed, EVAL_FOLD)
+    fn = tf.function(lambda x, m: objective(network, x, m, noise_seed, None),
+                     reduce_retracing=True)
+    sums, frames, sequences = {}, 0.0, 0.0
+    for x, mask in batches:
+        out = fn(tf.constant(x), tf.constant(mask))
+        f = out["num_frames"].numpy()
+        frames, sequences = frames + float(f.sum()), sequences + float(np.sum(f > 0))
+        sums["loss"] = sums.get("loss", 0.0) - float(np.sum(out["objective"].numpy()))
+        for k, v in out["per_frame"].items():
+            sums[f"{k}_per_frame"] = sums.get(f"{k}_per_frame", 0.0) + float(np.sum(v.numpy()))
+        for k, v in out["per_sequence"].items():
+            sums[f"{k}_per_sequence"] = sums.get(f"{k}_per_sequence", 0.0) + float(np.sum(v.numpy()))
+    return {k: v / max(sequences if k.endswith("_per_sequence") else frames, 1.0)
+            for k, v in sums.items()}

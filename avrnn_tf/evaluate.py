@@ -73,41 +73,12 @@ def log(message):
 
 
 # ------------------------------------------------------------------------------- the run
-def load_run_config(workdir):
-    """The validated ConfigDict saved by avrnn-train in `workdir`."""
-    import ml_collections
-
-    from avrnn_tf import config as config_lib
-
-    path = os.path.join(workdir, "config.json")
-    if not os.path.isdir(workdir):
-        raise EvalError(f"workdir {workdir!r} does not exist")
-    if not os.path.isfile(path):
-        raise EvalError(f"{path} not found: is {workdir!r} a directory written by avrnn-train?")
-    with open(path) as f:
-        config = ml_collections.ConfigDict(json.load(f))
-    try:
-        return config_lib.validate(config)
-    except config_lib.ConfigError as e:
-        raise EvalError(f"{path}: {e}") from None
-
-
 def resolve_data_path(config, stats):
     """config.data.path as given at training time, or the absolute source recorded in data_stats."""
     path = config.data.path
     if path and not os.path.exists(path) and os.path.exists(stats.get("source", "")):
         config.data.path = stats["source"]
     return config
-
-
-def restore_network(config, workdir, checkpoint_name, frame_size):
-    """Rebuilds the run's trainer, restores its weights; returns (network, checkpoint path, step)."""
-    from avrnn_tf import restore
-
-    try:
-        return restore.restore_network(config, workdir, frame_size, checkpoint_name)
-    except restore.RestoreError as e:
-        raise EvalError(str(e)) from None
 
 
 def held_out_batches(config, stats, split, batch_size, max_sequences):
@@ -134,14 +105,15 @@ class BoundEvaluator:
         import tensorflow as tf
 
         from avrnn_tf import bounds
+        from avrnn_tf import rng
 
+        self.rng = rng
         self.network = network
         self.k = int(num_samples)
         self.max_elements = int(max_elements)
         self.seed = int(seed)
         self.tf, self.bounds = tf, bounds
-        spec_ = network.spec
-        self.row_width = network.emission_head.params_size + 4 * spec_.h_dim + spec_.x_dim
+        self.row_width = network.row_width
         spec = [tf.TensorSpec([None, None, network.spec.x_dim], tf.float32),
                 tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([2], tf.int32)]
         self._elbo = tf.function(self._elbo_fn, input_signature=spec)
@@ -149,9 +121,9 @@ class BoundEvaluator:
         self._fivo = tf.function(self._fivo_fn, input_signature=spec)
 
     def _noise(self, x, rows, seed):
-        tf = self.tf
-        shape = tf.stack([rows * tf.shape(x)[0], tf.shape(x)[1], self.network.z_dim])
-        return tf.random.stateless_normal(shape, seed=seed)
+        """Noise for `rows` copies of the batch x ([rows * B, T, Z], as bounds.tile_batch)."""
+        shape = self.network.noise_shape(x)
+        return self.rng.normal(self.tf.concat([[rows * shape[0]], shape[1:]], 0), seed)
 
     def _elbo_fn(self, x, mask, seed):
         terms = self.network.frame_terms(x, self._noise(x, 1, seed), mask=mask)
@@ -174,7 +146,7 @@ class BoundEvaluator:
 
     def _fivo_fn(self, x, mask, seed):
         tf = self.tf
-        noise_seed, resample_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        noise_seed, resample_seed = self.rng.split(seed, 2)
         out = self.bounds.fivo(self.network, x, mask, self._noise(x, self.k, noise_seed), self.k,
                                resample_seed)
         return out["fivo"], out["num_resamples"]
@@ -183,7 +155,7 @@ class BoundEvaluator:
         tf = self.tf
         seed = tf.constant([self.seed, 11], tf.int32)
         for p in parts:
-            seed = tf.random.experimental.stateless_fold_in(seed, p)
+            seed = self.rng.fold_in(seed, p)
         return seed
 
     def _groups(self, x, mask, rows):
@@ -242,15 +214,14 @@ def evaluate_workdir(workdir, bounds_to_run=("elbo",), num_samples=100, split="t
         raise EvalError(f"--num_samples={num_samples}: expected an integer >= 1")
     if max_elements < 1:
         raise EvalError(f"--max_elements={max_elements}: expected an integer >= 1")
-    config = load_run_config(workdir)
-    stats_path = os.path.join(workdir, "data_stats.json")
-    if not os.path.isfile(stats_path):
-        raise EvalError(f"{stats_path} not found: the run never started training")
-    with open(stats_path) as f:
-        stats = json.load(f)
+    from avrnn_tf import restore
+
+    try:
+        run = restore.load_run(workdir, checkpoint, warn=log)
+    except restore.RestoreError as e:
+        raise EvalError(str(e)) from None
+    config, stats, network, step, ckpt_path = run
     resolve_data_path(config, stats)
-    frame_size = int(stats.get("frame_size", config.data.frame_size))
-    network, ckpt_path, step = restore_network(config, workdir, checkpoint, frame_size)
     batches, corpus = held_out_batches(config, stats, split, batch_size or config.data.valid_batch_size,
                                        max_sequences)
     evaluator = BoundEvaluator(network, num_samples, max_elements, seed)

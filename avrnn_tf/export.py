@@ -27,8 +27,8 @@ Seeds. `seed` is an int32 scalar k; every stateless draw derives from the pair [
 the training loop uses for its TensorBoard audio (loop.Run.generate), so `sample(seed=k)` returns
 the frames `SequenceNetwork.sample` gives the training-side code for [k, 7] — it *is* that code.
 The posterior noise of score/reconstruct/encode is `stateless_normal([B, T, Z], seed=[k, 7])`, the
-noise `ELBOTrainer.bound_terms(x, mask, [k, 7])` draws, so `score` equals the training-side ELBO
-for the same seed exactly. IWAE-K draws its K trajectories from fold_in([k, 7], 1).
+noise the ELBO objective (objectives.elbo) draws for the seed [k, 7], so `score` equals the
+training-side ELBO for the same seed exactly (every draw is Philox, rng.py, on every device). IWAE-K draws its K trajectories from fold_in([k, 7], 1).
 
 Arguments are checked inside the graph (tf.debugging asserts under control dependencies), so a
 bad value raises `tf.errors.InvalidArgumentError` whose message contains "<function>: <arg> ...",
@@ -52,6 +52,9 @@ from avrnn_tf import cli
 from avrnn_tf.tf_setup import import_tensorflow
 
 tf = import_tensorflow()
+
+from avrnn_tf import restore  # noqa: E402  (after TensorFlow's quiet import)
+from avrnn_tf import rng  # noqa: E402
 
 SEED_SALT = 7          # Second word of every stateless seed pair (as loop.Run.generate).
 IWAE_STREAM = 1        # fold_in stream of the IWAE trajectories' noise.
@@ -123,7 +126,7 @@ def iwae_bound(network, x, mask, num_samples, seed):
     k = tf.convert_to_tensor(num_samples, tf.int32)
     xk = tf.tile(x, [k, 1, 1])
     mk = tf.tile(mask, [k, 1])
-    terms = network.frame_terms(xk, tf.random.stateless_normal(network.noise_shape(xk), seed=seed))
+    terms = network.frame_terms(xk, rng.normal(network.noise_shape(xk), seed), mask=mk)
     log_w = tf.reduce_sum(
         bounds.masked(terms["log_px"] + terms["log_pz"] - terms["log_qz"], mk), axis=1)
     log_w = tf.reshape(log_w, [k, tf.shape(x)[0]])
@@ -146,17 +149,19 @@ class Generator(tf.Module):
         # Serving, saved_model_cli run) reports "Could not find variable ...".
         self.tf_variables = [v.value for v in network.variables]
         spec = network.spec
-        d, self.h_dim = spec.x_dim, spec.h_dim
+        d = spec.x_dim
+        # The exported state is the model's state parts concatenated (protocol.state_size).
+        self._state_widths = [int(part.shape[-1]) for part in network.initial_state(1)]
         self._mean = float(metadata["mean"])
         self._std = float(metadata["std"])
         self._meta = dict(metadata)
-        self._meta.update(state_size=2 * spec.h_dim, max_sequences=MAX_SEQUENCES,
+        self._meta.update(state_size=network.state_size, max_sequences=MAX_SEQUENCES,
                           max_frames=MAX_FRAMES, max_samples=MAX_SAMPLES,
                           max_elements=MAX_ELEMENTS, max_temperature=MAX_TEMPERATURE)
         scalar = lambda dtype, name: tf.TensorSpec([], dtype, name=name)
         frames = lambda name: tf.TensorSpec([None, None, d], tf.float32, name=name)
         mask = tf.TensorSpec([None, None], tf.float32, name="mask")
-        state = tf.TensorSpec([None, 2 * spec.h_dim], tf.float32, name="state")
+        state = tf.TensorSpec([None, network.state_size], tf.float32, name="state")
         count = lambda name: scalar(tf.int32, name)
         seed = scalar(tf.int32, "seed")
         temp = scalar(tf.float32, "temperature")
@@ -189,15 +194,13 @@ class Generator(tf.Module):
         wave = frames * self._std + self._mean
         return tf.reshape(tf.clip_by_value(wave, -1.0, 1.0), [tf.shape(frames)[0], -1])
 
-    def _split_state(self, state):
-        return state[:, :self.h_dim], state[:, self.h_dim:]
-
     def _generate(self, state, num_frames, seed, start, temperature):
-        frames, (h, c) = self.network.sample(
+        frames, state = self.network.sample(
             None, num_frames, self.seed_pair(seed), temperature,
-            initial_state=self._split_state(state), start_step=start, return_state=True)
+            initial_state=tf.split(state, self._state_widths, axis=-1), start_step=start,
+            return_state=True)
         return {"frames": frames, "waveform": self.waveform(frames),
-                "state": tf.concat([h, c], axis=-1)}
+                "state": tf.concat(state, axis=-1)}
 
     # ------------------------------------------------------------------------ signatures
     def _sample(self, num_sequences, num_frames, seed, temperature=1.0):
@@ -228,13 +231,13 @@ class Generator(tf.Module):
                                   temperature)
 
     def _posterior_noise(self, x, seed):
-        return tf.random.stateless_normal(self.network.noise_shape(x), seed=self.seed_pair(seed))
+        return rng.normal(self.network.noise_shape(x), self.seed_pair(seed))
 
     def _encode(self, prefix_frames, seed):
         with tf.control_dependencies(_check_frames("encode", "prefix_frames", prefix_frames)):
-            h, c = self.network.final_state(prefix_frames,
-                                            self._posterior_noise(prefix_frames, seed))
-        return {"state": tf.concat([h, c], axis=-1)}
+            state = self.network.final_state(prefix_frames,
+                                             self._posterior_noise(prefix_frames, seed))
+        return {"state": tf.concat(state, axis=-1)}
 
     def _continue_from(self, prefix_frames, num_frames, seed, temperature=1.0):
         n = tf.shape(prefix_frames)[0]
@@ -256,11 +259,10 @@ class Generator(tf.Module):
             _check_elements("score", "num_samples * frames.size", num_samples, shape[0],
                             shape[1], shape[2])]
         with tf.control_dependencies(checks):
-            b = bounds.elbo(self.network.frame_terms(frames, self._posterior_noise(frames, seed)),
-                            mask)
+            b = bounds.elbo(self.network.frame_terms(
+                frames, self._posterior_noise(frames, seed), mask=mask), mask)
             iwae = iwae_bound(self.network, frames, mask, num_samples,
-                              tf.random.experimental.stateless_fold_in(self.seed_pair(seed),
-                                                                       IWAE_STREAM))
+                              rng.fold_in(self.seed_pair(seed), IWAE_STREAM))
         return {"elbo": b["elbo"], "log_px": b["log_px"], "kl": b["kl"], "iwae": iwae,
                 "num_frames": b["num_frames"]}
 
@@ -271,14 +273,14 @@ class Generator(tf.Module):
             "reconstruct", frames, mask)
         with tf.control_dependencies(checks):
             net = self.network
-            out = net.trajectory(frames, self._posterior_noise(frames, seed))
+            out = net.trajectory(frames, self._posterior_noise(frames, seed), mask=mask)
             params = out["emission_params"]
             dist = net.emission_head.new(params)
             keep = tf.cast(mask > 0, tf.float32)[:, :, None]
             mean = dist.mean() * keep
             flat = tf.reshape(params, [-1, tf.shape(params)[-1]])
-            drawn = net.sample_emission(flat, tf.random.experimental.stateless_fold_in(
-                self.seed_pair(seed), EMISSION_STREAM), 1.0)
+            drawn = net.sample_emission(flat, rng.fold_in(self.seed_pair(seed), EMISSION_STREAM),
+                                        1.0)
             drawn = tf.reshape(drawn, tf.shape(frames)) * keep
             log_px = bounds.masked(dist.log_prob(frames), mask)
         return {"mean": mean, "sample": drawn, "waveform": self.waveform(mean), "log_px": log_px}
@@ -296,45 +298,15 @@ class Generator(tf.Module):
 
 
 # ------------------------------------------------------------------------ from a workdir
-def _read_json(path, what):
-    if not os.path.exists(path):
-        raise ExportError(f"{path}: missing ({what}); is this a workdir written by avrnn-train?")
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError) as e:
-        raise ExportError(f"{path}: cannot read as JSON ({e})") from None
-
-
 def load_network(workdir, checkpoint=""):
-    """Rebuilds the network of a workdir and restores its weights.
-
-    The trainer is rebuilt with `loop.build_trainer` and restored through the same
-    `tf.train.Checkpoint(model=trainer, optimizer=trainer.optimizer)` the training loop writes
-    (`expect_partial`: state the export does not need may stay unread), then every network
-    weight is checked against the checkpoint's tensors. Returns (network, config, stats, path).
-    """
-    import ml_collections
-
-    from avrnn_tf import config as config_lib
-    from avrnn_tf import restore
-
-    config_path = os.path.join(workdir, "config.json")
-    config = ml_collections.ConfigDict(_read_json(config_path, "the run's config"))
+    """The workdir's network restored alone (`restore.load_run`); returns (network, config,
+    stats, checkpoint path). ExportError with one line naming the file otherwise."""
     try:
-        config_lib.validate(config)
-    except config_lib.ConfigError as e:
-        raise ExportError(f"{config_path}: {e}") from None
-    stats_path = os.path.join(workdir, "data_stats.json")
-    stats = _read_json(stats_path, "the data statistics")
-    for key in ("sample_rate", "frame_size", "mean", "std"):
-        if key not in stats:
-            raise ExportError(f"{stats_path}: has no field {key!r}")
-    try:
-        network, path, _ = restore.restore_network(config, workdir, stats["frame_size"], checkpoint)
+        run = restore.load_run(workdir, checkpoint,
+                               warn=lambda line: print(f"avrnn-export: {line}", flush=True))
     except restore.RestoreError as e:
         raise ExportError(str(e)) from None
-    return network, config, stats, path
+    return run.network, run.config, run.stats, run.checkpoint
 
 
 def build_generator(workdir, checkpoint=""):

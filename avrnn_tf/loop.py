@@ -31,6 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from avrnn_tf import checkpointing
 from avrnn_tf import config as config_lib
 from avrnn_tf import objectives
 from avrnn_tf import registry
@@ -284,10 +285,10 @@ class Run:
     def _setup(self, force_resume):
         config, workdir = self.config, self.workdir
         data, t = config.data, config.train
-        checkpoint_dir = os.path.join(workdir, "checkpoints")
         resuming = tf.train.latest_checkpoint(os.path.join(self.read_dir, "checkpoints")) is not None
         if resuming:
-            diffs = workdir_lib.check_resume_config(self.read_dir, config.to_dict(), force_resume)
+            diffs = workdir_lib.check_resume_config(
+                self.read_dir, config.to_dict(), force_resume, config_lib.base_config().to_dict())
             if diffs:
                 log("resuming with a changed config (--force_resume): " + "; ".join(diffs))
         if t.deterministic:
@@ -326,22 +327,10 @@ class Run:
                 config, data.frame_size, emission_bias_for(config, self.corpus)))
             self.trainer = build_trainer(config, self.network)
         tf.random.set_seed(None)
-        self.checkpoint = tf.train.Checkpoint(model=self.trainer, optimizer=self.trainer.optimizer)
-        self.manager = tf.train.CheckpointManager(
-            self.checkpoint, checkpoint_dir, max_to_keep=t.keep_checkpoints,
-            checkpoint_name="ckpt")
-        self.best_manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(checkpoint_dir, "best"), max_to_keep=1,
-            checkpoint_name="ckpt")
-        self.restore_manager = self.manager  # Non-chief workers restore the chief's checkpoints.
-        if self.read_dir != self.workdir:
-            self.restore_manager = tf.train.CheckpointManager(
-                self.checkpoint, os.path.join(self.read_dir, "checkpoints"),
-                max_to_keep=t.keep_checkpoints, checkpoint_name="ckpt")
-        # Model + optimizer slots (<= 3 copies of the weights) for the kept checkpoints + best + 1.
-        size = 4 * sum(int(np.prod(v.shape)) for v in self.trainer.variables) + \
-            4 * sum(int(np.prod(v.shape)) for v in self.trainer.optimizer.variables)
-        workdir_lib.check_writable(workdir, needed_bytes=size * (t.keep_checkpoints + 2))
+        self.checkpoints = checkpointing.Checkpointer(
+            self.network, self.trainer, workdir, self.read_dir, t.keep_checkpoints,
+            self.collective, log)
+        self.checkpoints.check_disk(workdir)
         self.writer = (tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
                        if self.is_chief else tf.summary.create_noop_writer())
         self.sampler = tf.function(self.network.sample)
@@ -397,20 +386,8 @@ class Run:
         return int(self.trainer.optimizer.iterations.numpy())
 
     def restore(self):
-        """Restores the newest readable checkpoint (an unreadable one is reported and skipped)."""
-        for path in reversed(self.restore_manager.checkpoints):
-            try:
-                self.checkpoint.restore(path).assert_existing_objects_matched()
-            except Exception as e:  # A damaged file fails in many ways (DataLoss, IndexError, ...).
-                log(f"checkpoint {path} is unreadable ({type(e).__name__}: "
-                    f"{str(e).splitlines()[0][:200]}); trying the previous one")
-                continue
-            log(f"resuming from {path} at step {self.step}")
-            return self.check_same_step()
-        if self.restore_manager.checkpoints:
-            raise workdir_lib.WorkdirError(
-                f"no checkpoint in {self.restore_manager.directory!r} could be read; move the "
-                "directory away to start the run afresh")
+        """Restores the newest readable checkpoint (checkpointing.py); returns the step."""
+        self.checkpoints.restore()
         return self.check_same_step()
 
     def check_same_step(self):
@@ -424,47 +401,21 @@ class Run:
                     f"{os.path.join(self.read_dir, 'checkpoints')!r} (a shared filesystem)")
         return self.step
 
-    def weights_finite(self):
-        return all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in self.trainer.variables
-                   if "float" in str(v.dtype))
-
-    def save(self, manager=None):
-        """Writes a checkpoint of the current step (once per step) unless a weight is non-finite."""
-        manager = manager or self.manager
-        done = manager.latest_checkpoint == os.path.join(manager.directory, f"ckpt-{self.step}")
-        finite = done or self.weights_finite()
-        if self.collective is not None:  # Saving is collective: the chief decides for all.
-            code = int(self.collective.broadcast(2 * done + finite))
-            done, finite = code >= 2, code % 2 == 1
-        if done:
-            return manager.latest_checkpoint
-        if not finite:
-            log(f"not saving a checkpoint at step {self.step}: some weights are not finite; "
-                f"the last checkpoint ({manager.latest_checkpoint}) is kept")
-            return None
+    def save(self):
+        """A checkpoint of the current step (checkpointing.Checkpointer.save); a failed write
+        stops the run with exit status 4."""
         try:
-            return manager.save(checkpoint_number=self.step)
-        except (tf.errors.OpError, OSError) as e:
-            what = "the disk is full" if workdir_lib.is_disk_full(e) else str(e).splitlines()[0]
-            raise TrainingStopped(
-                f"could not write the checkpoint of step {self.step} in {manager.directory!r}: "
-                f"{what}. The previous checkpoint ({manager.latest_checkpoint}) is intact; free "
-                "space and rerun the same command to resume from it", exit_code=4) from None
+            return self.checkpoints.save()
+        except checkpointing.SaveFailed as e:
+            raise TrainingStopped(str(e), exit_code=4) from None
 
     def save_best(self, valid_loss):
-        """Keeps checkpoints/best/ at the lowest `valid_loss` seen (-ELBO per frame; best.json
-        records it)."""
-        path = os.path.join(self.workdir, "checkpoints", "best.json")
-        best = json.load(open(path)) if os.path.exists(path) else None
-        worse = not math.isfinite(valid_loss) or (best and best["valid_loss"] <= valid_loss)
-        if self.collective is not None:  # Saving is collective: the chief decides for all.
-            worse = self.collective.broadcast(float(bool(worse))) > 0.5
-        if worse:
-            return
-        if self.save(self.best_manager):
-            workdir_lib.atomic_write_text(path, json.dumps(
-                {"step": self.step, "valid_loss": valid_loss,
-                 "checkpoint": self.best_manager.latest_checkpoint}, indent=2))
+        """checkpoints/best/ at the lowest `valid_loss` (-ELBO per frame; best.json records it)."""
+        try:
+            self.checkpoints.save_best(
+                valid_loss, os.path.join(self.workdir, "checkpoints", "best.json"))
+        except checkpointing.SaveFailed as e:
+            raise TrainingStopped(str(e), exit_code=4) from None
 
     def save_config(self):
         text = config_lib.to_json(self.config)
@@ -575,7 +526,7 @@ class StepCallback(keras.callbacks.Callback):
             run.stop_reason = (
                 f"{int(logs['nonfinite_streak'])} consecutive steps had a non-finite loss or "
                 f"gradient (up to step {step}); their updates were skipped, so the weights are "
-                f"those of the last good step. Last checkpoint: {run.manager.latest_checkpoint}. "
+                f"those of the last good step. Last checkpoint: {run.checkpoints.latest}. "
                 "Lower train.learning_rate or train.clip_norm, or check the data")
             self.model.stop_training = True
             return

@@ -1,25 +1,95 @@
-"""Restoring a trained network from a workdir written by `avrnn-train` (evaluation and export).
+"""Restoring a trained network from a workdir written by `avrnn-train`, without the trainer.
 
-The trainer is rebuilt exactly as training built it (`loop.build_trainer`, so A-VRNN's critic and
-optimizers exist too) and restored through the same `tf.train.Checkpoint(model=..., optimizer=...)`
-the training loop writes. Then every network weight is checked to equal some tensor of the
-checkpoint: a restore can succeed while matching nothing for a variable that is not a named child
-of the model, and a freshly initialised weight never equals a saved one exactly, so the check
-catches a silent partial restore.
+`load_run(workdir, checkpoint)` is the one way evaluation, export, the experiments, the data
+benchmark and diagnostics read a run: it validates `config.json`, reads `data_stats.json`, builds
+the network from the config and restores only the network (checkpointing.py: the network is its
+own root child of the checkpoint; checkpoints written before that, which reach it only through the
+trainer as model/network, are read through that path). No optimizer, critic or trainer is built,
+and nothing in the workdir is written.
+
+Then every network weight is checked to equal some tensor of the checkpoint: a restore can succeed
+while matching nothing for a variable that is not a named child of the network, and a freshly
+initialised weight never equals a saved one exactly, so the check catches a silent partial restore.
+
+An unreadable checkpoint (a cut or corrupt file) is named in one line: with no checkpoint named,
+the newest readable one is used instead (`warn` reports the fallback); a named one stops with
+RestoreError.
 """
 
+import collections
+import json
 import os
+import re
 
 import numpy as np
-import tensorflow as tf
+
+from avrnn_tf.tf_setup import import_tensorflow
 
 
 class RestoreError(ValueError):
-    """The workdir holds no usable checkpoint for its config."""
+    """The workdir holds no usable checkpoint for its config (one line, naming the file)."""
+
+
+LoadedRun = collections.namedtuple("LoadedRun", "config stats network step checkpoint")
+
+STATS_FIELDS = ("sample_rate", "frame_size", "mean", "std")
+
+
+def _read_json(path, what):
+    if not os.path.exists(path):
+        raise RestoreError(f"{path}: missing ({what}); is this a workdir written by avrnn-train?")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise RestoreError(f"{path}: cannot read as JSON ({e})") from None
+
+
+def read_config(workdir):
+    """The validated ConfigDict saved by avrnn-train in `workdir` (fields added to the package
+    since the run was written take their defaults)."""
+    import ml_collections
+
+    from avrnn_tf import config as config_lib
+    from avrnn_tf import workdir as workdir_lib
+
+    if not os.path.isdir(workdir):
+        raise RestoreError(f"workdir {workdir!r} does not exist")
+    path = os.path.join(workdir, "config.json")
+    config = _read_json(path, "the run's config")
+    if not isinstance(config, dict):
+        raise RestoreError(f"{path}: expected a JSON object, found {type(config).__name__}")
+    config = workdir_lib.with_defaults(config, config_lib.base_config().to_dict())
+    try:
+        return config_lib.validate(ml_collections.ConfigDict(config))
+    except config_lib.ConfigError as e:
+        raise RestoreError(f"{path}: {e}") from None
+
+
+def read_stats(workdir):
+    """data_stats.json of `workdir` (sample rate, frame size, standardization), checked."""
+    path = os.path.join(workdir, "data_stats.json")
+    stats = _read_json(path, "the data statistics; the run never started training")
+    for key in STATS_FIELDS:
+        if key not in stats:
+            raise RestoreError(f"{path}: has no field {key!r}")
+    return stats
+
+
+def checkpoints_newest_first(workdir):
+    """The checkpoint prefixes listed in checkpoints/checkpoint, newest first."""
+    tf = import_tensorflow()
+    folder = os.path.join(workdir, "checkpoints")
+    state = tf.train.get_checkpoint_state(folder) if os.path.isdir(folder) else None
+    if state is None:
+        return []
+    paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
+    return [p if os.path.isabs(p) else os.path.join(folder, p) for p in reversed(paths)]
 
 
 def find_checkpoint(workdir, checkpoint=""):
     """The checkpoint prefix: the latest, or one named "ckpt-N", "N" or a path."""
+    tf = import_tensorflow()
     folder = os.path.join(workdir, "checkpoints")
     if not checkpoint:
         latest = tf.train.latest_checkpoint(folder) if os.path.isdir(folder) else None
@@ -42,6 +112,7 @@ def verify_restored(network, path):
 
     (Non-trainable state such as a Keras SeedGenerator's counter is not a weight and may be
     absent from the checkpoint.)"""
+    tf = import_tensorflow()
     reader = tf.train.load_checkpoint(path)
     by_shape = {}
     for key, shape in reader.get_variable_to_shape_map().items():
@@ -54,22 +125,78 @@ def verify_restored(network, path):
                            f"their initial values, e.g. {missing[:3]}")
 
 
-def restore_network(config, workdir, frame_size, checkpoint=""):
-    """Rebuilds and restores the run's network; returns (network, checkpoint path, step)."""
-    from avrnn_tf import config as config_lib
-    from avrnn_tf import loop
-    from avrnn_tf import models
-    from avrnn_tf import registry
+def root_children(path):
+    """Names of the root's children in the object graph of the checkpoint `path`."""
+    tf = import_tensorflow()
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
 
-    path = find_checkpoint(workdir, checkpoint)
-    network = registry.create_network(config_lib.model_spec(config, int(frame_size)))
-    trainer = loop.build_trainer(config, network)
-    status = tf.train.Checkpoint(model=trainer, optimizer=trainer.optimizer).restore(path)
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(tf.train.load_checkpoint(path).get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    return {child.local_name for child in graph.nodes[0].children}
+
+
+def restore_into(network, path):
+    """Restores `network` from the checkpoint `path` (its own root, else the pre-change
+    model/network path); RestoreError with one line when the files cannot be read or hold
+    another network."""
+    tf = import_tensorflow()
     try:
+        children = root_children(path)
+    except Exception as e:  # A cut or corrupt file fails in many ways (DataLoss, IndexError...).
+        raise RestoreError(f"checkpoint {path} is unreadable ({type(e).__name__}: "
+                           f"{str(e).splitlines()[0][:200]})") from None
+    if "network" in children:
+        root = tf.train.Checkpoint(network=network)
+    else:  # Written before the network was a root child: reach it as the trainer's attribute.
+        root = tf.train.Checkpoint(model=tf.train.Checkpoint(network=network))
+    try:
+        status = root.restore(path)
         status.expect_partial()
         status.assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as e:
-        raise RestoreError(f"{path}: does not hold the network of {workdir}/config.json "
-                           f"({str(e).splitlines()[0]})") from None
+    except (AssertionError, ValueError) as e:
+        raise RestoreError(f"{path}: does not hold the network of this run's config.json "
+                           f"({str(e).splitlines()[0][:200]})") from None
+    except Exception as e:
+        raise RestoreError(f"checkpoint {path} is unreadable ({type(e).__name__}: "
+                           f"{str(e).splitlines()[0][:200]})") from None
     verify_restored(network, path)
-    return network, path, int(trainer.optimizer.iterations.numpy())
+
+
+def load_run(workdir, checkpoint="", warn=None):
+    """Config, data statistics, the restored network and its step, from a training workdir.
+
+    Args:
+      workdir: a directory written by avrnn-train.
+      checkpoint: "" (the newest readable checkpoint), "ckpt-N", "N" or a path.
+      warn: called with one line when the newest checkpoint is unreadable and an older one is used
+        (default: printed to stderr).
+
+    Returns:
+      LoadedRun(config, stats, network, step, checkpoint path).
+
+    Raises:
+      RestoreError: one line naming the file (workdir, config, stats or checkpoint).
+    """
+    import sys
+
+    from avrnn_tf import config as config_lib
+    from avrnn_tf import registry
+
+    config = read_config(workdir)
+    stats = read_stats(workdir)
+    network = registry.create_network(config_lib.model_spec(config, int(stats["frame_size"])))
+    if checkpoint:
+        candidates = [find_checkpoint(workdir, checkpoint)]
+    else:
+        candidates = checkpoints_newest_first(workdir) or [find_checkpoint(workdir)]
+    warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
+    for i, path in enumerate(candidates):
+        try:
+            restore_into(network, path)
+        except RestoreError as e:
+            if i + 1 == len(candidates) or "unreadable" not in str(e):
+                raise
+            warn(f"{e}; using the previous checkpoint {os.path.basename(candidates[i + 1])}")
+            continue
+        match = re.search(r"ckpt-(\d+)$", path)
+        return LoadedRun(config, stats, network, int(match.group(1)) if match else -1, path)

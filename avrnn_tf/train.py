@@ -11,6 +11,7 @@ after saving a checkpoint.
 """
 
 import os
+import signal
 import sys
 
 from absl import app
@@ -21,6 +22,16 @@ from ml_collections import config_flags
 from avrnn_tf import cli
 from avrnn_tf import multi_worker
 from avrnn_tf.tf_setup import import_tensorflow
+
+
+def _stopped_during_startup(signum, frame):
+    """SIGTERM before training installs its own handler (loop.py): the same one line, exit 143."""
+    print(f"avrnn-train: stopped by {signal.Signals(signum).name} during start-up; nothing was "
+          "saved yet; rerun the same command to start", file=sys.stderr, flush=True)
+    sys.exit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, _stopped_during_startup)
 
 # Before the config file (which imports TensorFlow) is loaded by flag parsing. A multi-worker
 # strategy has to exist before TensorFlow initialises its devices, so it is made here.

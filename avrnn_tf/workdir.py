@@ -110,6 +110,18 @@ def _flatten(tree, prefix=""):
             yield f"{prefix}{key}", value
 
 
+def with_defaults(saved, defaults):
+    """The saved config dict with every field it lacks taken from `defaults` (a nested dict):
+    fields added to the package after a run was written mean what their default means."""
+    out = dict(saved)
+    for key, value in defaults.items():
+        if key not in out:
+            out[key] = value
+        elif isinstance(value, dict) and isinstance(out[key], dict):
+            out[key] = with_defaults(out[key], value)
+    return out
+
+
 def config_differences(saved, current):
     """["field: saved -> current", ...] for fields that may not change between invocations."""
     a, b = dict(_flatten(saved)), dict(_flatten(current))
@@ -118,16 +130,17 @@ def config_differences(saved, current):
             if name not in MAY_CHANGE and a.get(name) != b.get(name)]
 
 
-def check_resume_config(workdir, config_dict, force=False):
+def check_resume_config(workdir, config_dict, force=False, defaults=None):
     """Refuses to continue a run in `workdir` whose saved config differs in an experiment field.
 
+    Fields the saved config lacks count as their value in `defaults` (see `with_defaults`).
     Returns the list of differences (empty when there is nothing to compare or they agree).
     """
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         return []
     with open(path) as f:
-        saved = json.load(f)
+        saved = with_defaults(json.load(f), defaults or {})
     diffs = config_differences(saved, config_dict)
     if diffs and not force:
         raise WorkdirError(

@@ -146,7 +146,7 @@ def _training_side(tf, workdir):
         stats = json.load(f)
     network = registry.create_network(config_lib.model_spec(config, stats["frame_size"]))
     trainer = loop.build_trainer(config, network)
-    checkpoint = tf.train.Checkpoint(model=trainer, optimizer=trainer.optimizer)
+    checkpoint = tf.train.Checkpoint(network=network, model=trainer, optimizer=trainer.optimizer)
     checkpoint.restore(tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))) \
         .assert_existing_objects_matched()
     assert int(trainer.optimizer.iterations.numpy()) == 3
@@ -163,10 +163,11 @@ def test_standalone_process_calls_every_signature(consumer_outputs):
 def test_exported_score_equals_training_elbo(tf, exported, consumer_outputs, name):
     trainer, _ = _training_side(tf, exported[name][0])
     saved = np.load(consumer_outputs / f"{name}.npz")
-    b = trainer.bound_terms(tf.constant(saved["x"]), tf.constant(saved["mask"]),
-                            tf.constant([SEED, SALT], tf.int32))
+    out = trainer.objective(trainer.network, tf.constant(saved["x"]), tf.constant(saved["mask"]),
+                            tf.constant([SEED, SALT], tf.int32), None)
     for key in ("elbo", "log_px", "kl"):
-        np.testing.assert_allclose(saved[f"score_{key}"], b[key].numpy(), rtol=1e-5, atol=1e-3)
+        np.testing.assert_allclose(saved[f"score_{key}"], out["per_frame"][key].numpy(), rtol=1e-5,
+                                   atol=1e-3)
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -368,3 +369,23 @@ def test_export_detects_weights_left_at_their_initial_values(tf, exported):
     fresh = registry.create_network(config_lib.model_spec(config, stats["frame_size"]))
     with pytest.raises(restore.RestoreError, match="left .* weight"):
         restore.verify_restored(fresh, path)
+
+
+def test_score_and_reconstruct_ignore_padded_frames(tf):
+    """Z-Forcing's backward LSTM used to read the padding in score/reconstruct (the mask was not
+    passed to frame_terms/trajectory): a padded sequence must score as the unpadded one."""
+    from avrnn_tf import export, models, registry
+
+    net = registry.create_network(models.ModelSpec(kind="zforcing", emission="normal", x_dim=4,
+                                                   h_dim=6, z_dim=2, mlp_units=5))
+    gen = export.Generator(net, {"sample_rate": 8000, "frame_size": 4, "mean": 0.0, "std": 1.0})
+    x = tf.random.stateless_normal([1, 6, 4], seed=[8, 8])
+    padded = tf.concat([x, 40.0 * tf.ones([1, 3, 4])], axis=1)
+    mask = tf.constant([[1.0] * 6 + [0.0] * 3])
+    seed = tf.constant(3)
+    full, cut = gen.score(x, tf.ones([1, 6]), seed, 1), gen.score(padded, mask, seed, 1)
+    for key in ("elbo", "log_px", "kl"):
+        np.testing.assert_allclose(cut[key].numpy(), full[key].numpy(), rtol=1e-5, atol=1e-4)
+    a, b = gen.reconstruct(x, tf.ones([1, 6]), seed), gen.reconstruct(padded, mask, seed)
+    np.testing.assert_allclose(b["log_px"].numpy()[:, :6], a["log_px"].numpy(), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(b["mean"].numpy()[:, :6], a["mean"].numpy(), rtol=1e-5, atol=1e-5)

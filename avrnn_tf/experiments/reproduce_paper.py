@@ -118,23 +118,28 @@ def read_scalars(logdir):
     return {tag: (np.array(sorted(d)), np.array([d[s] for s in sorted(d)])) for tag, d in series.items()}
 
 
-def held_out_metrics(config, workdir):
+def held_out_metrics(workdir):
     """ELBO metrics of the last checkpoint: {"valid": ..., "test": ...} ({} for a missing split).
 
-    Evaluation noise is fixed (training.EVAL_FOLD), so a rerun on finished runs gives the same table.
+    Read-only: the network is restored alone (restore.load_run; no lock, no trainer, nothing
+    written) and scored by the run's objective (objectives.evaluate) on the validation utterances
+    the training run used and on the test split. Evaluation noise is fixed
+    (objectives.EVAL_FOLD), so a rerun on finished runs gives the same table.
     """
-    from avrnn_tf import loop
+    from avrnn_tf import objectives
+    from avrnn_tf import restore
     from avrnn_tf.data import pipeline
 
-    run = loop.Run(config, workdir)
-    run.restore()
-    out = {"valid": run.evaluate(), "test": {}}
-    if run.corpus.test:
-        batches = pipeline.eval_batches(run.corpus.test, run.standardizer, config.data.frame_size,
-                                        config.data.valid_batch_size)
-        ds = pipeline.eval_dataset(batches, config.data.frame_size)
-        out["test"] = run.trainer.evaluate(ds, verbose=0, return_dict=True)
-    return out
+    config, stats, network, _, _ = restore.load_run(workdir)
+    d = config.data
+    corpus = pipeline.load_corpus(d)
+    standardizer = pipeline.Standardizer(stats["mean"], stats["std"])
+    objective = objectives.from_config(config)
+    score = lambda utterances, limit=0: objectives.evaluate(
+        objective, network, pipeline.eval_batches(utterances, standardizer, d.frame_size,
+                                                  d.valid_batch_size, limit), config.train.seed)
+    return {"valid": score(corpus.valid, d.max_valid_utterances),
+            "test": score(corpus.test) if corpus.test else {}}
 
 
 def plot(curves, out):
@@ -255,6 +260,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     from avrnn_tf import config as config_lib
     from avrnn_tf import loop
+    from avrnn_tf import restore
     from avrnn_tf.data.audio import DataError
 
     bad = [c for c in FLAGS.critics if c not in CRITIC_LABELS]
@@ -271,8 +277,8 @@ def main(argv):
         try:
             result = loop.train_and_evaluate(config, workdir, verbose=0)
             seconds[name] = time.time() - start
-            result.update(held_out_metrics(config, workdir))
-        except (config_lib.ConfigError, DataError) as e:
+            result.update(held_out_metrics(workdir))
+        except (config_lib.ConfigError, DataError, restore.RestoreError) as e:
             print(f"reproduce_paper: error: {e}", file=sys.stderr)
             sys.exit(2)
         if os.path.exists(timing) and seconds[name] < 0.2 * json.load(open(timing))["seconds"]:

@@ -121,7 +121,6 @@ def build_trainer(tf, size, algorithm="elbo", jit_compile=False):
     """The trainer avrnn-train would build for a VRNN-Gauss of `size` (train.xla on or off)."""
     from avrnn_tf import config as config_lib
     from avrnn_tf import loop
-    from avrnn_tf import models
     from avrnn_tf import registry
 
     config = config_lib.base_config()
@@ -158,12 +157,13 @@ class TimedTraining:
     """
 
     def __init__(self, tf, size, algorithm="elbo", jit_compile=False):
+        from avrnn_tf import rng
         from avrnn_tf.data import pipeline
 
         self.trainer = build_trainer(tf, size, algorithm, jit_compile)
         b, t, d = size["batch"], size["frames"], size["x_dim"]
         self.frames = b * t
-        x = tf.random.stateless_normal([b, t, d], seed=[1, 2])
+        x = rng.normal([b, t, d], [1, 2])
         self.ds = pipeline.for_fit(tf.data.Dataset.from_tensors((x, tf.ones([b, t]))).repeat())
 
     def warm_up(self):
@@ -288,19 +288,19 @@ def profile_training(tf, logdir, frames, algorithm, jit_compile, steps=5, size=R
 def iwae_throughput(tf, size, k=100, repeats=3):
     from avrnn_tf import bounds
     from avrnn_tf import config as config_lib
-    from avrnn_tf import models
+    from avrnn_tf import rng
     from avrnn_tf import registry
 
     config = config_lib.base_config()
     config.model.update(h_dim=size["h_dim"], z_dim=size["z_dim"], mlp_units=size["mlp_units"])
     network = registry.create_network(config_lib.model_spec(config, size["x_dim"]))
     b, t = 4, size["frames"]
-    x = tf.random.stateless_normal([b, t, size["x_dim"]], seed=[3, 4])
+    x = rng.normal([b, t, size["x_dim"]], [3, 4])
 
     @tf.function
     def run(x):
         tiled = bounds.tile_batch(x, k)
-        noise = tf.random.stateless_normal(network.noise_shape(tiled), seed=[5, 6])
+        noise = rng.normal(network.noise_shape(tiled), [5, 6])
         return bounds.iwae(network.frame_terms(tiled, noise), tf.ones([b, t]), k)["iwae"]
 
     run(x).numpy()
@@ -314,7 +314,6 @@ def iwae_throughput(tf, size, k=100, repeats=3):
 
 def generation_rtf(tf, size, batch, seconds=2.0, sample_rate=16000, repeats=3):
     from avrnn_tf import config as config_lib
-    from avrnn_tf import models
     from avrnn_tf import registry
 
     config = config_lib.base_config()

@@ -29,7 +29,6 @@ import keras
 import tensorflow as tf
 
 from avrnn_tf import adversarial
-from avrnn_tf import bounds
 from avrnn_tf import objectives
 from avrnn_tf import protocol
 from avrnn_tf import replicas

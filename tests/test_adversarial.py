@@ -24,7 +24,6 @@ def make_trainer(arg="tiny", **overrides):
     """A built A-VRNN trainer (loop.build_trainer) on frames of size X_DIM."""
     from avrnn_tf import config as config_lib
     from avrnn_tf import loop
-    from avrnn_tf import models
     from avrnn_tf import registry
 
     config = load_config(arg)
@@ -122,8 +121,6 @@ def test_critic_ignores_masked_frames(tf):
 # ----------------------------------------------------------------------- variable sets
 
 def test_variable_sets_are_the_papers(tf):
-    from avrnn_tf import training
-
     trainer, _ = make_trainer()
     net = trainer.network
     groups = net.parameter_groups()
@@ -183,8 +180,6 @@ def test_reconstruction_phase_leaves_prior_and_critic_unchanged(tf):
 
 
 def test_adversarial_phase_moves_only_prior_and_posterior(tf):
-    from avrnn_tf import training
-
     trainer, _ = make_trainer()  # Fresh critic: not yet clipped, so its gradients are sizeable.
     net = trainer.network
     groups = net.parameter_groups()
@@ -218,7 +213,6 @@ def test_hybrid_without_adversarial_phases_is_the_elbo_step(tf):
     """kl_weight 1 and the critic/adversarial phases off: the step is ELBOTrainer's, exactly."""
     import keras
     from avrnn_tf import config as config_lib
-    from avrnn_tf import models
     from avrnn_tf import registry
     from avrnn_tf import training
 
@@ -342,7 +336,6 @@ def test_variants_run_with_finite_metrics(tf, variant, extra):
 def test_config_errors_name_the_field(tf):
     from avrnn_tf import config as config_lib
     from avrnn_tf import loop
-    from avrnn_tf import models
     from avrnn_tf import registry
 
     config = load_config("tiny")

@@ -137,7 +137,6 @@ def _training_side(tf, workdir):
 
     from avrnn_tf import config as config_lib
     from avrnn_tf import loop
-    from avrnn_tf import models
     from avrnn_tf import registry
 
     with open(os.path.join(workdir, "config.json")) as f:
@@ -360,7 +359,6 @@ def test_export_detects_weights_left_at_their_initial_values(tf, exported):
     """A restore that silently skips weights (fresh initial values) is an error, not an export."""
     from avrnn_tf import config as config_lib
     from avrnn_tf import export
-    from avrnn_tf import models
     from avrnn_tf import registry
     from avrnn_tf import restore
 

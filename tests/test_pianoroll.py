@@ -119,7 +119,6 @@ def test_jsb_config_trains_with_the_bias_at_the_training_mean(tf, pr):
     train = [pipeline.frame(v, 88) for _, v in corpus.train]
     np.testing.assert_allclose(1 / (1 + np.exp(-bias)), np.clip(np.concatenate(train).mean(0), 1e-4, 1 - 1e-4),
                                rtol=1e-5)
-    from avrnn_tf import models
     from avrnn_tf import registry
 
     net = registry.create_network(config_lib.model_spec(config, 88, bias))

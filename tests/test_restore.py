@@ -6,7 +6,6 @@ checkpoint root (see tests/fixtures/README.md).
 """
 
 import hashlib
-import json
 import os
 import shutil
 import signal

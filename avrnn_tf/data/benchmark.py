@@ -41,7 +41,6 @@ def main(argv):
 
     from avrnn_tf import config as config_lib
     from avrnn_tf import loop
-    from avrnn_tf import models
     from avrnn_tf import registry
     from avrnn_tf.data import pipeline
     from avrnn_tf.data import prepared

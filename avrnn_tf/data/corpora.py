@@ -83,7 +83,7 @@ def detect_format(path):
 
 
 def _is_fsdd_name(name):
-    from avrnn_tf.data.pipeline import FSDD_NAME  # pipeline imports TensorFlow; import late.
+    from avrnn_tf.data.common import FSDD_NAME
 
     return bool(FSDD_NAME.match(name))
 
@@ -142,7 +142,7 @@ def split_corpus(fmt, names_by_part, valid_fraction, seed):
       fmt: 'timit', 'fsdd' or 'wav_dir'.
       names_by_part: for timit {"train": [...], "test": [...]}; otherwise {"all": [...]}.
     """
-    from avrnn_tf.data import pipeline
+    from avrnn_tf.data import common as pipeline  # The shared types (a leaf: no import cycle).
 
     if fmt == "timit":
         train = sorted(names_by_part["train"])
@@ -306,7 +306,7 @@ def resolve_decoder(decoder):
 
 def load_raw_corpus(data, fmt, report_path=None):
     """A `pipeline.Corpus` of a raw directory for `load_corpus` (data config fields)."""
-    from avrnn_tf.data import pipeline
+    from avrnn_tf.data import common as pipeline  # The shared types (a leaf: no import cycle).
 
     raw = read_corpus(data.path, fmt, data.sample_rate, data.frame_size, data.valid_fraction,
                       data.split_seed, data.max_files, data.get("skip_bad_files", False),

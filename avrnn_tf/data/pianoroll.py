@@ -175,7 +175,7 @@ def load_corpus(data):
 
     `data.max_files` > 0 keeps the first max_files sequences of each split (quick runs).
     """
-    from avrnn_tf.data import pipeline
+    from avrnn_tf.data import common as pipeline  # The shared types (a leaf: no import cycle).
 
     if data.frame_size != NUM_NOTES:
         raise DataError(f"config.data.frame_size = {data.frame_size}: piano-roll frames have "

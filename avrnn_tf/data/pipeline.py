@@ -19,35 +19,17 @@ step s therefore sees exactly the batches an uninterrupted run would, with no it
 import dataclasses
 import json
 import os
-import re
-from typing import List, Tuple
 
 import numpy as np
 import tensorflow as tf
 
+from avrnn_tf import rng
 from avrnn_tf.data import audio
 from avrnn_tf.data import corpora
 from avrnn_tf.data import prepared
 from avrnn_tf.data import synthetic
-
-FSDD_NAME = re.compile(r"^\d_[A-Za-z]+_(\d+)\.wav$")
-
-Utterance = Tuple[str, np.ndarray]
-
-
-@dataclasses.dataclass
-class Corpus:
-    """Utterances (name, float32 samples) per split at one sample rate."""
-    sample_rate: int
-    train: List[Utterance]
-    valid: List[Utterance]
-    test: List[Utterance]
-    source: str
-    binary: bool = False  # Piano-rolls: values are 0/1 notes, flattened [T * 88]; never standardized.
-
-    def sizes(self):
-        return {k: len(getattr(self, k)) for k in ("train", "valid", "test")}
-
+# The shared types and helpers the readers use too (a leaf module: no import cycle).
+from avrnn_tf.data.common import FSDD_NAME, Corpus, Utterance, for_fit, pad_batches, split_names  # noqa: F401
 
 @dataclasses.dataclass(frozen=True)
 class Standardizer:
@@ -69,24 +51,6 @@ class Standardizer:
 
     def invert(self, values):
         return values * self.std + self.mean
-
-
-def split_names(names, valid_fraction, seed):
-    """Returns {"train", "valid", "test"} lists of indices into `names` (see module docstring)."""
-    test, rest = [], []
-    is_fsdd = bool(names) and all(FSDD_NAME.match(os.path.basename(n)) for n in names)
-    for i, name in enumerate(names):
-        match = FSDD_NAME.match(os.path.basename(name)) if is_fsdd else None
-        (test if match and int(match.group(1)) <= 4 else rest).append(i)
-    rest = sorted(rest, key=lambda i: names[i])
-    order = np.random.default_rng(seed).permutation(len(rest))
-    num_valid = max(1, int(round(valid_fraction * len(rest))))
-    if len(rest) - num_valid < 1:
-        raise audio.DataError(f"only {len(rest)} utterance(s) outside the test split: "
-                              "need at least 2 for a training and a validation split")
-    valid = sorted(rest[j] for j in order[:num_valid])
-    train = sorted(rest[j] for j in order[num_valid:])
-    return {"train": train, "valid": valid, "test": sorted(test)}
 
 
 def load_corpus(data):
@@ -150,27 +114,13 @@ def batch_indices(step, num_items, batch_size, seed):
     per_epoch = max(1, num_items // batch_size)
     epoch = step // per_epoch
     perm = tf.random.experimental.stateless_shuffle(
-        tf.range(num_items, dtype=tf.int64),
-        seed=tf.random.experimental.stateless_fold_in(tf.constant([seed, 1], tf.int64), epoch))
+        tf.range(num_items, dtype=tf.int64), seed=rng.fold_in(tf.constant([seed, 1], tf.int64), epoch),
+        alg=rng.RNG_ALG)
     start = (step % per_epoch) * batch_size
     return tf.gather(perm, (start + tf.range(batch_size, dtype=tf.int64)) % num_items)
 
 
 PARALLEL_CALLS = 2  # Batches assembled in parallel (a gather each; the step is far slower).
-
-
-def for_fit(ds):
-    """`ds` with tf.data's autotuning turned off, for a `fit` call that ends before the data does.
-
-    Measured (BUILD_NOTES 4.7): with autotuning on, deleting an iterator waits for the autotune
-    thread, which sleeps 10, 20, 40, ... ms between optimisation passes, so a `fit` of 10 steps
-    that computed for 0.8 s returned after 1.27 s (= 10 * (2^7 - 1) ms) in most calls, and a
-    training round ends at the thread's next wake-up (up to 2x its compute time). The pipelines
-    here set their parallelism and buffers themselves, so nothing is left to tune.
-    """
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return ds.with_options(options)
 
 
 def train_dataset(x, mask, batch_size, seed, start_step):
@@ -217,23 +167,6 @@ def eval_batches(utterances, standardizer, frame_size, batch_size, max_utterance
         utterances = utterances[:max_utterances]
     return pad_batches([frame(standardizer.apply(s), frame_size) for _, s in utterances],
                        batch_size)
-
-
-def pad_batches(frames, batch_size):
-    """Frame arrays [T_i, D] -> padded (x [B, T_b, D], mask [B, T_b]) batches, sorted by length,
-    T_b rounded up to a multiple of 8 frames."""
-    frames = sorted(frames, key=len)
-    batches = []
-    for start in range(0, len(frames), batch_size):
-        group = frames[start:start + batch_size]
-        t = -(-max(len(f) for f in group) // 8) * 8
-        x = np.zeros([len(group), t, group[0].shape[-1]], np.float32)
-        mask = np.zeros([len(group), t], np.float32)
-        for i, f in enumerate(group):
-            x[i, :len(f)] = f
-            mask[i, :len(f)] = 1.0
-        batches.append((x, mask))
-    return batches
 
 
 def eval_dataset(batches, frame_size):

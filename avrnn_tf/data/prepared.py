@@ -286,6 +286,8 @@ def train_dataset(path, stats, batch_size, chunk_frames, seed, start_step, shuff
     """
     import tensorflow as tf
 
+    from avrnn_tf.rng import RNG_ALG
+
     files = tf.constant([os.path.join(path, s) for s in stats["shards"]["train"]])
     num_files = len(stats["shards"]["train"])
     frame_size = stats["frame_size"]
@@ -295,8 +297,9 @@ def train_dataset(path, stats, batch_size, chunk_frames, seed, start_step, shuff
     parse, cut = _parse(frame_size), _chunks(chunk_frames, frame_size)
 
     def epoch(e):
-        key = tf.random.experimental.stateless_fold_in(tf.constant([seed, 2], tf.int64), e)
-        order = tf.random.experimental.stateless_shuffle(tf.range(num_files), seed=key)
+        key = tf.random.experimental.stateless_fold_in(tf.constant([seed, 2], tf.int64), e,
+                                                       alg=RNG_ALG)
+        order = tf.random.experimental.stateless_shuffle(tf.range(num_files), seed=key, alg=RNG_ALG)
         shard_ds = tf.data.Dataset.from_tensor_slices(tf.gather(files, order))
         recs = shard_ds.interleave(tf.data.TFRecordDataset, cycle_length=min(cycle_length, num_files),
                                    block_length=1, num_parallel_calls=PARALLEL_READS,
@@ -305,7 +308,7 @@ def train_dataset(path, stats, batch_size, chunk_frames, seed, start_step, shuff
         return chunks.shuffle(shuffle_buffer, seed=key[0] % (2 ** 62), reshuffle_each_iteration=False)
 
     ds = tf.data.Dataset.range(start_epoch, np.iinfo(np.int64).max).flat_map(epoch)
-    from avrnn_tf.data import pipeline
+    from avrnn_tf.data import common as pipeline  # The shared helpers (a leaf: no import cycle).
 
     return pipeline.for_fit(ds.skip(offset).batch(batch_size, drop_remainder=True).prefetch(2))
 
@@ -319,7 +322,7 @@ def eval_batches(path, stats, split, batch_size, max_utterances=0):
     ds = records(path, stats, split)
     if max_utterances:
         ds = ds.take(max_utterances)
-    from avrnn_tf.data import pipeline  # pipeline imports this module at its top.
+    from avrnn_tf.data import common as pipeline  # The shared helpers (a leaf: no import cycle).
 
     return pipeline.pad_batches([f.numpy() for _, f in ds], batch_size)
 
@@ -336,7 +339,7 @@ def load_split(path, stats, split, max_utterances=0):
 
 def load_corpus(data):
     """A `pipeline.Corpus` of a prepared directory, in memory (for tools and small corpora)."""
-    from avrnn_tf.data import pipeline
+    from avrnn_tf.data import common as pipeline  # The shared helpers (a leaf: no import cycle).
 
     stats = load_stats(data.path)
     check_config(stats, data, data.path)

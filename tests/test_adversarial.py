@@ -1,5 +1,5 @@
 """Tests of the A-VRNN critic, its losses and the three-phase trainer (avrnn_tf.adversarial,
-training.AVRNNTrainer), against the paper's Algorithms 1-2 and the signs of DESIGN.md section 4."""
+training.AVRNNTrainer), against the paper's Algorithms 1-2 and the signs of ../shared/docs/DESIGN.md section 4."""
 
 import importlib.util
 import math

@@ -17,7 +17,7 @@ def test_flop_count_is_every_kernel_applied_once_per_frame(tf):
 def test_reference_size_matches_the_design_estimate(tf):
     from avrnn_tf import bench
 
-    # DESIGN.md section 5: about 17.5 MFLOP per frame for a training step at the reference size.
+    # ../shared/docs/DESIGN.md section 5: about 17.5 MFLOP per frame for a training step at the reference size.
     assert abs(bench.train_flops_per_frame(**bench.REFERENCE) / 1e6 - 17.5) < 0.1
 
 

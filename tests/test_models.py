@@ -37,7 +37,7 @@ def dense(layer, x, relu=False):
 
 
 def naive_terms(tf, lib, net, x, noise):
-    """The VRNN equations of DESIGN.md section 2, every network applied per step, in numpy/TFP.
+    """The VRNN equations of ../shared/docs/DESIGN.md section 2, every network applied per step, in numpy/TFP.
 
     It rebuilds the unsplit weights (posterior first layer on [phi_x(x_t), h_{t-1}], LSTM input
     kernel on [phi_x(x_t), phi_z(z_t)]) from the network's split ones, and loops over time.

@@ -1,9 +1,9 @@
 """tensorflow-io decoding and resampling, used only where tensorflow-io really works.
 
 tensorflow-io 0.37.1 (its last release) is built against TF 2.16. On newer TensorFlow its import
-succeeds but every op fails with an undefined symbol (DESIGN.md section 6), so `probe()` runs real
-ops - decoding a small in-memory WAV and resampling it - and reports why it failed. Callers pick
-`"tfio"` only when the probe passes (`corpora.resolve_decoder`) and otherwise use soundfile.
+succeeds but every op fails with an undefined symbol (../shared/docs/DESIGN.md section 6), so
+`probe()` runs real ops - decoding a small in-memory WAV and resampling it - and reports why it
+failed. Callers pick `"tfio"` only when the probe passes (`corpora.resolve_decoder`) and otherwise use soundfile.
 
 `read_audio(path)` reads the header with soundfile first (libsndfile is hardened against malformed
 headers; the header also tells the sample width), refuses files tensorflow-io cannot decode

@@ -25,17 +25,16 @@ import json
 import math
 import os
 import signal
-import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from avrnn_tf import callbacks as callbacks_lib
 from avrnn_tf import checkpointing
 from avrnn_tf import config as config_lib
 from avrnn_tf import objectives
 from avrnn_tf import registry
-from avrnn_tf import rng
 from avrnn_tf import training
 from avrnn_tf import workdir as workdir_lib
 from avrnn_tf.data import corpora
@@ -161,7 +160,8 @@ def train_dataset(config, trainer, x, mask, start_step):
 
 
 class Run:
-    """Everything a training run holds: data, trainer, checkpoint manager, summary writer."""
+    """Everything a training run holds: data, trainer, checkpoints (checkpointing.Checkpointer),
+    summary writer; summaries are callbacks (callbacks.py)."""
 
     def __init__(self, config, workdir, force_resume=False, strategy="default"):
         self.config = config_lib.validate(config)
@@ -334,6 +334,7 @@ class Run:
         self.writer = (tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
                        if self.is_chief else tf.summary.create_noop_writer())
         self.sampler = tf.function(self.network.sample)
+        self.callbacks = []  # callbacks.RunCallback objects (set by `_train`).
 
     def _use_prepared(self, data, stats_path, path):
         """Data from the prepared directory `path`: statistics from its stats.json, training streamed."""
@@ -422,12 +423,7 @@ class Run:
         for name in ("config.json", f"config.{self.step}.json"):
             workdir_lib.atomic_write_text(os.path.join(self.workdir, name), text)
 
-    # ----------------------------------------------------------------------- summaries
-    def write_scalars(self, prefix, values, step):
-        with self.writer.as_default(step=step):
-            for name, value in values.items():
-                tf.summary.scalar(f"{prefix}/{name}", float(value))
-
+    # ---------------------------------------------------------------------- evaluation
     def validation_metrics(self):
         """The trainer's held-out metrics (`objectives.evaluate`: the names its `test_step`
         reports, as exact ratios of sums over the validation batches).
@@ -440,24 +436,13 @@ class Run:
                                    self.trainer.seed)
 
     def evaluate(self):
+        """Validation metrics, handed to every callback's `on_evaluate`; keeps the best checkpoint."""
         result = self.validation_metrics()
-        self.write_scalars("valid", result, self.step)
-        self.write_latent_histograms()
+        for callback in self.callbacks:
+            callback.on_evaluate(result)
         # Best by held-out ELBO (for A-VRNN and Z-Forcing `loss` is not the ELBO).
         self.save_best(-float(result["elbo_per_frame"]))
         return result
-
-    def write_latent_histograms(self):
-        if not self.network.z_dim:
-            return
-        x, mask = self.valid_batches[0]
-        seed = objectives.step_seed(self.trainer.seed, objectives.EVAL_FOLD)
-        out = self.network.trajectory(tf.constant(x), rng.normal(self.network.noise_shape(x), seed),
-                                      tf.constant(mask))
-        valid = tf.constant(mask) > 0
-        with self.writer.as_default(step=self.step):
-            for key in ("post_loc", "post_scale", "prior_loc", "prior_scale"):
-                tf.summary.histogram(f"latent/{key}", tf.boolean_mask(out[key], valid))
 
     def generate(self, num, seconds, seed):
         """Waveforms [num, samples] in [-1, 1] sampled from the model (de-standardized)."""
@@ -466,15 +451,6 @@ class Run:
         out = self.sampler(num, frames, tf.constant([seed, 7], tf.int32))
         wave = self.standardizer.invert(tf.reshape(out, [num, -1]).numpy())
         return np.clip(wave, -1.0, 1.0).astype(np.float32)
-
-    def write_audio(self):
-        t = self.config.train
-        if not t.num_audio_clips or self.corpus.binary or not self.is_chief:
-            return
-        wave = self.generate(t.num_audio_clips, t.audio_seconds, seed=self.step)
-        with self.writer.as_default(step=self.step):
-            tf.summary.audio("audio/samples", wave[:, :, None], self.corpus.sample_rate,
-                             max_outputs=t.num_audio_clips)
 
     def write_sample_files(self):
         import soundfile
@@ -493,36 +469,22 @@ class Run:
         return paths
 
 
-class StepCallback(keras.callbacks.Callback):
-    """Per-step duties inside `fit`: scalars every log_every, checkpoints, audio summaries.
+class StepControl(keras.callbacks.Callback):
+    """Per-step control inside `fit`: signal agreement, the divergence stop, checkpoints.
 
-    Metrics are reset after each write, so the scalars (and the progress bar) are averages over
-    the last `log_every` steps rather than since the start of the round.
+    Runs after callbacks.TrainScalars (which logs the step that stops a diverged run) and before
+    the other summaries.
     """
 
     def __init__(self, run):
         super().__init__()
         self.run = run
-        self.last_time = time.time()
-        self.last_step = run.step
 
     def on_train_batch_end(self, batch, logs=None):
         run, t = self.run, self.run.config.train
         step = run.step
         run.sync_interrupted(step)
-        diverged = bool(logs) and int(logs.get("nonfinite_streak", 0)) >= t.max_nonfinite_steps
-        if (step % t.log_every == 0 or diverged) and logs:
-            now = time.time()
-            values = {k: float(v) for k, v in logs.items()}
-            values["learning_rate"] = float(keras.ops.convert_to_numpy(
-                run.trainer.optimizer.learning_rate))
-            frames = run.config.data.batch_size * run.config.data.train_frames
-            values["frames_per_second"] = frames * (step - self.last_step) / max(now - self.last_time, 1e-9)
-            self.last_time, self.last_step = now, step
-            run.write_scalars("train", values, step)
-            if batch + 1 < self.params.get("steps", 0):  # Keep the round's last values for fit.
-                self.model.reset_metrics()
-        if diverged:
+        if logs and int(logs.get("nonfinite_streak", 0)) >= t.max_nonfinite_steps:
             run.stop_reason = (
                 f"{int(logs['nonfinite_streak'])} consecutive steps had a non-finite loss or "
                 f"gradient (up to step {step}); their updates were skipped, so the weights are "
@@ -534,13 +496,14 @@ class StepCallback(keras.callbacks.Callback):
             run.save()
         if run.interrupted:
             self.model.stop_training = True
-            return
-        if t.audio_every and step % t.audio_every == 0:
-            run.write_audio()
 
 
-def train_and_evaluate(config, workdir, verbose="auto", force_resume=False, strategy="default"):
+def train_and_evaluate(config, workdir, verbose="auto", force_resume=False, strategy="default",
+                       callbacks=()):
     """Trains (or resumes) the run in `workdir` up to `config.train.steps` steps.
+
+    `callbacks`: more `callbacks.RunCallback` classes (diagnostics), each built with the run and
+    called by `fit` after the summaries and on every validation pass.
 
     Returns a dict with the final step, the last validation metrics and the written sample files.
     Raises TrainingStopped when a signal, non-finite steps or a failing save stopped the run early,
@@ -549,7 +512,7 @@ def train_and_evaluate(config, workdir, verbose="auto", force_resume=False, stra
     """
     run = Run(config, workdir, force_resume, strategy)
     try:
-        result = _train(run, verbose)
+        result = _train(run, verbose, callbacks)
         run.finish_worker()
         return result
     finally:
@@ -557,9 +520,13 @@ def train_and_evaluate(config, workdir, verbose="auto", force_resume=False, stra
         run.lock.release()
 
 
-def _train(run, verbose):
+def _train(run, verbose, extra_callbacks):
     config, t = run.config, run.config.train
     step = run.restore()
+    first, rest = callbacks_lib.summary_callbacks(run)
+    rest += [make(run) for make in extra_callbacks]
+    run.callbacks = first + rest
+    fit_callbacks = first + [StepControl(run)] + rest
     run.save_config()
     log(f"{config.model.kind}/{config.model.emission} on {run.corpus.source}: "
         f"{run.corpus.sizes()} sequences "
@@ -584,14 +551,14 @@ def _train(run, verbose):
         result = {}
         if step == 0:
             result = run.evaluate()
-        callback = StepCallback(run)
         total_rounds = math.ceil(t.steps / t.eval_every)
         run.sync_interrupted()
         while step < t.steps and not run.interrupted:
             n = min(t.eval_every - step % t.eval_every, t.steps - step)
             ds = run.distribute(run.train_dataset(step))
             run.trainer.fit(ds, epochs=step // t.eval_every + 1, initial_epoch=step // t.eval_every,
-                            steps_per_epoch=n, callbacks=[callback], verbose=verbose, shuffle=False)
+                            steps_per_epoch=n, callbacks=fit_callbacks, verbose=verbose,
+                            shuffle=False)
             run.sync_interrupted()
             step = run.step
             if run.stop_reason:

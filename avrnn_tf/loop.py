@@ -246,25 +246,8 @@ class Run:
             swap = lambda v: tf.transpose(v, tf.concat([[1, 0], tf.range(2, tf.rank(v))], 0))
             ds = ds.map(lambda x, m: (swap(x), swap(m)))
         if multi_worker.is_multi_worker(self.strategy):
-            # Keras 3.15's fit reduces one input batch across replicas to build the model
-            # symbolically, which fails under MultiWorkerMirroredStrategy (a reduce of a nested
-            # PerReplica structure). The trainer and its optimizers are built already
-            # (build_trainer), so that build has nothing to do and is skipped.
-            if not all(layer.built for layer in self.trainer._flatten_layers()):
-                raise RuntimeError("the trainer must be built before a multi-worker fit")
-            self.trainer._maybe_symbolic_build = lambda *args, **kwargs: None
-            # Keras 3.15 reduces the logs of a multi-worker step with a mean along axis 0, which
-            # fails for scalars; train_step's logs are global values, the same on every replica
-            # (`results` all-reduces the metric sums), so as [1] vectors their mean is the value.
-            if not getattr(self.trainer, "_logs_as_vectors", False):
-                step = self.trainer.train_step
-                self.trainer.train_step = lambda data: {
-                    k: tf.reshape(v, [1]) for k, v in step(data).items()}
-                self.trainer._logs_as_vectors = True
-            options = tf.data.Options()
-            options.experimental_distribute.auto_shard_policy = \
-                tf.data.experimental.AutoShardPolicy.DATA
-            ds = ds.with_options(options)
+            multi_worker.patch_keras_fit(self.trainer)
+            ds = multi_worker.shard_by_data(ds)
         return ds
 
     def finish_worker(self):

@@ -205,6 +205,37 @@ class Collective:
         return float(self._total(self._tf.constant(float(value), self._tf.float64)))
 
 
+def patch_keras_fit(trainer):
+    """The Keras-internal patches a multi-worker `fit` of a built trainer needs (Keras 3.15).
+
+    Keras' fit reduces one input batch across replicas to build the model symbolically, which
+    fails under MultiWorkerMirroredStrategy (a reduce of a nested PerReplica structure). The
+    trainer and its optimizers are built already (loop.build_trainer), so that build has nothing
+    to do and is skipped. Keras also reduces the logs of a multi-worker step with a mean along
+    axis 0, which fails for scalars; train_step's logs are global values, the same on every
+    replica (`results` all-reduces the metric sums), so as [1] vectors their mean is the value.
+    """
+    import tensorflow as tf
+
+    if not all(layer.built for layer in trainer._flatten_layers()):
+        raise RuntimeError("the trainer must be built before a multi-worker fit")
+    trainer._maybe_symbolic_build = lambda *args, **kwargs: None
+    if not getattr(trainer, "_logs_as_vectors", False):
+        step = trainer.train_step
+        trainer.train_step = lambda data: {k: tf.reshape(v, [1]) for k, v in step(data).items()}
+        trainer._logs_as_vectors = True
+
+
+def shard_by_data(ds):
+    """`ds` with DATA auto-sharding: every worker builds the same global batches and keeps its
+    own slice."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
+
+
 def weights_digest(variables):
     """A SHA-256 of the variables' values (bitwise), to compare the workers' copies."""
     import hashlib

@@ -352,6 +352,33 @@ def test_config_errors_name_the_field(tf):
         loop.build_trainer(config, network)
 
 
+@pytest.mark.parametrize("field,value", [("kl_anneal", True), ("aux_weight", 1.0),
+                                         ("kl_weight", 0.5)])
+def test_avrnn_refuses_train_settings_it_would_ignore(field, value):
+    """kl_anneal and aux_weight used to be dropped silently with train.algorithm = avrnn."""
+    from avrnn_tf import config as config_lib
+
+    config = load_config("tiny")
+    config.train[field] = value
+    with pytest.raises(config_lib.ConfigError) as err:
+        config_lib.validate(config)
+    lines = [line for line in str(err.value).splitlines() if field in line]
+    assert len(lines) == 1 and "not used by train.algorithm 'avrnn'" in lines[0]
+
+
+def test_avrnn_on_zforcing_is_refused_in_one_line(tf):
+    from avrnn_tf import config as config_lib
+    from avrnn_tf import loop
+    from avrnn_tf import registry
+
+    config = load_config("tiny")
+    config.model.kind = "zforcing"
+    network = registry.create_network(config_lib.model_spec(config, X_DIM))
+    with pytest.raises(config_lib.ConfigError) as err:
+        loop.build_trainer(config, network)
+    assert "auxiliary" in str(err.value) and len(str(err.value).splitlines()) == 1
+
+
 def test_a_nan_batch_skips_every_phase(tf):
     trainer, _ = make_trainer(adversarial__n_critic=2)
     x, mask = batch(tf, lengths=[7, 5, 3, 7])

@@ -3,7 +3,7 @@
 Workdir layout (everything a run writes):
   config.json        the config of the latest invocation (also config.<step>.json per resume)
   data_stats.json    sample rate, frame size, standardization mean/std, split sizes, source
-  checkpoints/       tf.train.Checkpoint files of the model and optimizer (ckpt-<step>)
+  checkpoints/       tf.train.Checkpoint files: network, trainer, optimizer (ckpt-<step>; checkpointing.py)
   tensorboard/       event files (tags in the README)
   checkpoints/best/  the checkpoint with the lowest validation loss so far (best.json says which)
   samples/           WAVs generated at the end of the run (step_<step>_<k>.wav)
@@ -19,6 +19,10 @@ weights are initialised from `train.seed` and batches and noise are functions of
 the same weights as an uninterrupted run (bitwise with `train.deterministic`). Non-finite steps are
 skipped by the trainer and stop the run after `train.max_nonfinite_steps` in a row; a checkpoint is
 never written with non-finite weights.
+
+Parts: checkpointing.py (save, best, restore, rotation), callbacks.py (TensorBoard summaries as
+Keras callbacks), multi_worker.py (the Keras patches of a multi-worker fit); here the training data,
+the trainer's construction, the rounds of `fit` and signals.
 """
 
 import json

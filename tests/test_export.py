@@ -2,8 +2,8 @@
 
 The exported functions are checked in a separate interpreter that cannot import avrnn_tf
 (tests/standalone_consumer.py, run with `python -S`), and its outputs are compared here with the
-training-side code: `score` against `ELBOTrainer.bound_terms` for the same noise, `sample` against
-the `SequenceNetwork.sample` call the training loop uses for its TensorBoard audio.
+training-side code: `score` against the ELBO objective (objectives.elbo) for the same noise,
+`sample` against the `SequenceNetwork.sample` call the training loop uses for its TensorBoard audio.
 """
 
 import contextlib

@@ -30,7 +30,7 @@ penalty, weight 10). Makhzani et al. (2016), "Adversarial Autoencoders" (JS regu
 import keras
 import tensorflow as tf
 
-CRITICS = ("wgan", "wgan_gp", "gan")
+from avrnn_tf.names import CRITICS
 
 RNG_ALG = "philox"  # The stateless RNG algorithm of every training draw (see training.py).
 

@@ -31,10 +31,9 @@ import tensorflow_probability as tfp
 
 from avrnn_tf import cells
 from avrnn_tf import heads
+from avrnn_tf.names import KINDS
 
 tfd = tfp.distributions
-
-KINDS = ("rnn", "storn", "vrnn", "zforcing")
 
 
 @dataclasses.dataclass(frozen=True)

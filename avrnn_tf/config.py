@@ -90,8 +90,9 @@ class Field:
         words = _TYPE_WORDS[type(self.default)]
         return self.check.expected.format(type=words) if self.check else words
 
-    def problem(self, value):
-        """None if `value` is acceptable, else the message for it."""
+    def problem(self, value, label=None):
+        """None if `value` is acceptable, else the message for it (naming `label`, by default
+        config.<name>)."""
         kind = type(self.default)
         if kind is float:  # An int is a fine float; a bool is neither.
             ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -99,7 +100,7 @@ class Field:
             ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
         if ok and (self.check is None or self.check.ok(value)):
             return None
-        return f"config.{self.name} = {value!r}: expected {self.expected}"
+        return f"{label or 'config.' + self.name} = {value!r}: expected {self.expected}"
 
 
 GROUPS = {
@@ -207,7 +208,7 @@ FIELDS = (
           "(ablation)"),
 )
 
-_BY_NAME = {f.name: f for f in FIELDS}
+BY_NAME = {f.name: f for f in FIELDS}
 
 
 def base_config():
@@ -237,7 +238,7 @@ def help_text():
 
 def suggest(name, known=None):
     """" (did you mean X?)" for the known field closest to `name`, or ""."""
-    close = difflib.get_close_matches(name, sorted(known or _BY_NAME), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(name, sorted(known or BY_NAME), n=1, cutoff=0.6)
     return f" (did you mean {close[0]}?)" if close else ""
 
 
@@ -354,7 +355,7 @@ def validate(config):
         raise ConfigError(f"a config is an ml_collections.ConfigDict, not a {type(config).__name__}")
     problems = []
     present = field_names(config)
-    for name in sorted(present - set(_BY_NAME)):
+    for name in sorted(present - set(BY_NAME)):
         problems.append(f"config.{name}: unknown field{suggest(name)}")
     for f in FIELDS:
         if f.name not in present:

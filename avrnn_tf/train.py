@@ -3,6 +3,11 @@
   avrnn-train --config=configs/vrnn_gauss.py[:variant] --workdir=DIR [--config.FIELD=VALUE ...]
   python -m avrnn_tf.train ...   (the same program)
 
+Examples:
+  avrnn-train --config=configs/default.py --workdir=runs/default        # the main job (minutes)
+  avrnn-train --config=configs/vrnn_gauss.py:tiny --workdir=/tmp/tiny --config.train.steps=100
+  avrnn-train --config=configs/avrnn.py:fsdd --workdir=runs/avrnn_fsdd --config.model.h_dim=512
+
 Running the same command again resumes from the workdir's last checkpoint; a larger
 --config.train.steps continues the run. Exit status: 0 done; 2 bad config, data or workdir (before
 training, naming the field, file or directory); 3 stopped after too many non-finite steps; 4 a

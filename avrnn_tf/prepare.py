@@ -11,7 +11,6 @@ message listing each file and why (exit status 2); --skip_bad_files skips them i
 them in <output>/skipped_files.txt.
 """
 
-import sys
 import time
 
 from absl import flags

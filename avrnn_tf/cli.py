@@ -10,12 +10,13 @@ Every console script ends in `cli.run(main, "avrnn-NAME")`:
               closest one).
 """
 
-import difflib
 import sys
 import textwrap
 
 from absl import app
 from absl import flags
+
+from avrnn_tf.config import closest
 
 HELP = ("--help", "-help", "-h", "--helpshort", "-?")
 HELP_FULL = ("--helpfull", "-helpfull")
@@ -26,12 +27,6 @@ def fail(program, message):
     """Prints `<program>: error: <message>` to stderr and exits with status 2."""
     print(f"{program}: error: {message}", file=sys.stderr, flush=True)
     sys.exit(2)
-
-
-def closest(word, candidates):
-    """The candidate closest to a mistyped `word`, or None."""
-    found = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
-    return found[0] if found else None
 
 
 def flags_parser(program, own_flags=()):

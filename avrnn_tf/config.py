@@ -236,10 +236,16 @@ def help_text():
     return "\n".join(lines)
 
 
+def closest(word, candidates):
+    """The candidate closest to a mistyped `word` (fields here, flags in cli.py), or None."""
+    found = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
 def suggest(name, known=None):
     """" (did you mean X?)" for the known field closest to `name`, or ""."""
-    close = difflib.get_close_matches(name, sorted(known or BY_NAME), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}?)" if close else ""
+    close = closest(name, known or BY_NAME)
+    return f" (did you mean {close}?)" if close else ""
 
 
 def parse_arg(arg, known):

@@ -31,8 +31,7 @@ import keras
 import tensorflow as tf
 
 from avrnn_tf import rng
-
-CRITICS = ("wgan", "wgan_gp", "gan")
+from avrnn_tf.names import CRITICS
 
 
 

@@ -1,5 +1,6 @@
 """avrnn-bench: training, evaluation and generation speed, against the machine and the PyTorch peer.
 
+  avrnn-bench --quick                          # a one-minute smoke run
   python -m avrnn_tf.bench [--quick] [--output=bench.json]
 
 In one run it measures, each as the median (and min-max spread) of `--repeats` timed runs after a
@@ -37,6 +38,7 @@ import time
 from absl import app
 from absl import flags
 
+from avrnn_tf import cli
 from avrnn_tf.tf_setup import import_tensorflow
 
 FLAGS = flags.FLAGS
@@ -532,7 +534,7 @@ def main(argv):
 def run():
     """Console-script entry point (avrnn-bench)."""
     define_flags()
-    app.run(main)
+    cli.run(main, "avrnn-bench")
 
 
 if __name__ == "__main__":

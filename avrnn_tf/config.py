@@ -1,4 +1,4 @@
-"""The configuration every `configs/*.py` file starts from, its validation, and its typed views.
+"""Every config field, declared once; the base config, its validation and its help text.
 
 A config is an `ml_collections.ConfigDict` with these groups:
 
@@ -7,112 +7,247 @@ A config is an `ml_collections.ConfigDict` with these groups:
   train  optimisation, and how often to log, evaluate, write audio and checkpoint;
   adversarial  the A-VRNN phases (used when train.algorithm = "avrnn").
 
+Each field is one `Field(name, default, doc, check)` line in `FIELDS` below: the default (whose
+Python type is the field's type), a one-line meaning, and the accepted range or choices.
+`base_config()`, `validate()` and the field list of `avrnn-train --help` are generated from it, so
+adding a field is adding one line there (and reading it where it is used).
+
 Config files call `base_config()`, change what they need and return it from `get_config(arg)`.
 `validate(config)` checks every field's type and range and names each bad field in one
 `ConfigError`; the model code only ever sees the `ModelSpec` built by `model_spec(...)`.
+
+This module imports neither TensorFlow nor a module that does, so a config file is loaded and
+checked (and a typo reported) before TensorFlow starts.
 """
 
+import dataclasses
+import difflib
+import importlib.util
 import json
 import math
+import os
+import runpy
+import textwrap
+import traceback
+from typing import Callable, NamedTuple, Optional
 
 import ml_collections
 
-from avrnn_tf import models
-from avrnn_tf.adversarial import CRITICS
-from avrnn_tf.heads import EMISSIONS
+from avrnn_tf import names
 
-OPTIMIZERS = ("adam", "rmsprop")
-ALGORITHMS = ("elbo", "avrnn")
-OBJECTIVES = ("elbo",)  # The names of objectives.OBJECTIVES.
-XLA_CHOICES = ("auto", "on", "off")
-DATA_FORMATS = ("auto", "synthetic", "wav_dir", "pianoroll")
-DATA_FORMATS = DATA_FORMATS + ("timit", "fsdd", "prepared")  # data/corpora.py, data/prepared.py
-DECODERS = ("auto", "soundfile", "tfio")
+# Size bounds: far above every published setting of these models (VRNN's TIMIT model has 2000
+# LSTM units), low enough that an absurd value is refused before TensorFlow allocates anything.
+MAX_UNITS = 4096
+MAX_LAYERS = 16
+MAX_BATCH = 4096
+MAX_SEED = 2**31 - 1  # seeds become int32 tensors and numpy generator seeds (both need >= 0)
+# The recurrence runs once per frame: frames below 16 samples (1 ms at 16 kHz) make a second of
+# audio more than 1000 sequential LSTM steps, a run that crawls rather than trains.
+MIN_FRAME_SIZE = 16
+MAX_FRAME_SIZE = 16384
 
 
 class ConfigError(ValueError):
     """A config field has a wrong type, an out-of-range value or an unknown name."""
 
 
+class Check(NamedTuple):
+    """What a field accepts beyond its type: `ok(value)`, and `expected` for the message ("{type}"
+    stands for the type's words, e.g. "an integer")."""
+    ok: Callable[[object], bool]
+    expected: str
+
+
+def one_of(choices):
+    return Check(lambda v: v in choices, f"one of {choices}")
+
+
+def at_least(low):
+    return Check(lambda v: v >= low, f"{{type}} >= {low}")
+
+
+def between(low, high, open_low=False, open_high=False):
+    """low <= v <= high, with either end excluded when open."""
+    def ok(v):
+        return (v > low if open_low else v >= low) and (v < high if open_high else v <= high)
+    return Check(ok, f"{{type}} in {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}")
+
+
+_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a float", str: "a string"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """One config field: `name` ("group.field"), `default` (its type is the field's type: bool,
+    int, float or str), a one-line `doc`, and an optional `check` (range or choices)."""
+    name: str
+    default: object
+    doc: str
+    check: Optional[Check] = None
+
+    @property
+    def expected(self):
+        words = _TYPE_WORDS[type(self.default)]
+        return self.check.expected.format(type=words) if self.check else words
+
+    def problem(self, value, label=None):
+        """None if `value` is acceptable, else the message for it (naming `label`, by default
+        config.<name>)."""
+        kind = type(self.default)
+        if kind is float:  # An int is a fine float; a bool is neither.
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        else:
+            ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        if ok and (self.check is None or self.check.ok(value)):
+            return None
+        return f"{label or 'config.' + self.name} = {value!r}: expected {self.expected}"
+
+
+GROUPS = {
+    "model": "the network: kind, emission and sizes",
+    "data": "where frames come from and how they are cut and batched",
+    "train": "optimisation; how often to log, evaluate, write audio and checkpoint",
+    "adversarial": "the A-VRNN phases (train.algorithm = avrnn; Huang & Xiao, Algorithms 1-2)",
+}
+
+FIELDS = (
+    Field("model.kind", "vrnn", "network family", one_of(names.KINDS)),
+    Field("model.emission", "normal", "output distribution per frame", one_of(names.EMISSIONS)),
+    Field("model.h_dim", 256, "LSTM state size", between(1, MAX_UNITS)),
+    Field("model.z_dim", 64, "latent size (ignored by kind=rnn)", between(1, MAX_UNITS)),
+    Field("model.mlp_units", 256, "width of the feature extractors and heads", between(1, MAX_UNITS)),
+    Field("model.phi_x_layers", 2, "depth of the frame feature extractor", between(1, MAX_LAYERS)),
+    Field("model.phi_z_layers", 1, "depth of the latent feature extractor", between(1, MAX_LAYERS)),
+    Field("model.head_layers", 1, "hidden layers of the prior, posterior and emission MLPs",
+          between(1, MAX_LAYERS)),
+    Field("model.num_mixtures", 20, "GMM components (VRNN paper: 20)", between(1, 256)),
+    Field("model.scale_floor", 1e-4, "sigma = softplus(raw) + scale_floor", between(0, 1, True, True)),
+    Field("model.residual_posterior", False, "posterior mean = prior mean + a learned offset"),
+
+    Field("data.path", "", "'' = the built-in synthetic corpus; else a directory of audio files "
+          "(or, for format pianoroll, a .pickle / .mat / .json file)"),
+    Field("data.format", "auto", "how data.path is read", one_of(names.DATA_FORMATS)),
+    Field("data.sample_rate", 0, "Hz; 0 = the data's own rate (16000 for the synthetic corpus)",
+          Check(lambda v: v == 0 or 1000 <= v <= 192000, "0 or a rate in Hz (1000-192000)")),
+    Field("data.frame_size", 200, f"samples per frame (x_dim); at least {MIN_FRAME_SIZE}, since the "
+          "recurrence runs once per frame", between(MIN_FRAME_SIZE, MAX_FRAME_SIZE)),
+    Field("data.train_frames", 40, "frames per training chunk (0.5 s at 16 kHz, 200-sample frames)",
+          between(1, 100000)),
+    Field("data.batch_size", 32, "training sequences per batch (the global batch)",
+          between(1, MAX_BATCH)),
+    Field("data.valid_batch_size", 16, "validation sequences per batch", between(1, MAX_BATCH)),
+    Field("data.valid_fraction", 0.05, "share of the training utterances held out for validation",
+          between(0, 1, True, True)),
+    Field("data.split_seed", 1234, "seed of the validation split (the literature's 1234)",
+          between(0, MAX_SEED)),
+    Field("data.max_files", 0, "0 = all files; else a deterministic subset (quick runs)", at_least(0)),
+    Field("data.max_valid_utterances", 200, "bound on the validation cost; 0 = all", at_least(0)),
+    Field("data.synthetic_utterances", 400, "utterances of the synthetic corpus", at_least(4)),
+    Field("data.synthetic_seed", 0, "seed of the synthetic corpus", between(0, MAX_SEED)),
+    Field("data.skip_bad_files", False, "skip unreadable files (listed in "
+          "<workdir>/skipped_files.txt) instead of stopping"),
+    Field("data.decoder", "auto", "audio decoder (auto: tensorflow-io when its ops run)",
+          one_of(names.DECODERS)),
+    Field("data.shuffle_buffer", 1024, "chunks held by the shuffle buffer when streaming a prepared "
+          "corpus", at_least(1)),
+    Field("data.stream", False, "prepare a raw data.path into <workdir>/prepared and stream it"),
+
+    Field("train.steps", 2000, "training steps (a larger value continues a finished run)",
+          at_least(1)),
+    Field("train.optimizer", "adam", "optimizer", one_of(names.OPTIMIZERS)),
+    Field("train.learning_rate", 1e-3, "learning rate", between(0, 10, True, True)),
+    Field("train.clip_norm", 10.0, "global-norm gradient clipping; <= 0 disables it"),
+    Field("train.kl_weight", 1.0, "weight of the KL term of the ELBO", at_least(0)),
+    Field("train.kl_anneal", False, "KL weight min(cap, start + increment * step) instead of "
+          "kl_weight"),
+    Field("train.kl_anneal_start", 0.2, "annealing start (Z-Forcing: 0.2)", at_least(0)),
+    Field("train.kl_anneal_increment", 5e-5, "annealing increment per step (Z-Forcing: 5e-5)",
+          at_least(0)),
+    Field("train.kl_anneal_cap", 1.0, "annealing cap (Z-Forcing: 1)", at_least(0)),
+    Field("train.aux_weight", 0.0, "Z-Forcing's beta on the auxiliary cost -log p(b_t | z_t)",
+          at_least(0)),
+    Field("train.seed", 0, "seed of the initial weights and the training noise", between(0, MAX_SEED)),
+    Field("train.log_every", 20, "steps between TensorBoard training scalars", at_least(1)),
+    Field("train.eval_every", 200, "steps between validation passes (and latent histograms)",
+          at_least(1)),
+    Field("train.checkpoint_every", 200, "steps between checkpoints", at_least(1)),
+    Field("train.keep_checkpoints", 3, "checkpoints kept", at_least(1)),
+    Field("train.audio_every", 500, "steps between generated clips in TensorBoard; 0 disables",
+          at_least(0)),
+    Field("train.num_audio_clips", 3, "clips per audio summary", at_least(0)),
+    Field("train.audio_seconds", 2.0, "length of a generated clip", between(0, 60, open_low=True)),
+    Field("train.num_final_samples", 4, "WAVs written to <workdir>/samples at the end", at_least(0)),
+    Field("train.max_nonfinite_steps", 20, "stop after this many consecutive non-finite steps",
+          at_least(1)),
+    Field("train.deterministic", False, "TF op determinism: bitwise-reproducible (slower) runs"),
+    Field("train.algorithm", "elbo", "training algorithm (avrnn: the adversarial phases)",
+          one_of(names.ALGORITHMS)),
+    Field("train.objective", "elbo", "what the ELBO trainer maximises (objectives.py)",
+          one_of(names.OBJECTIVES)),
+    Field("train.xla", "auto", "XLA-compile the train step (auto: on GPU only)",
+          one_of(names.XLA_CHOICES)),
+
+    Field("adversarial.critic", "wgan", "wgan (weight clipping) | wgan_gp (gradient penalty) | "
+          "gan (JS)", one_of(names.CRITICS)),
+    Field("adversarial.critic_lstm_units", 128, "critic LSTM state (paper: 128)",
+          between(1, MAX_UNITS)),
+    Field("adversarial.critic_dense_units", 100, "critic dense width (paper: 100)",
+          between(1, MAX_UNITS)),
+    Field("adversarial.critic_dense_layers", 2, "critic dense layers (paper: 2)",
+          between(0, MAX_LAYERS)),
+    Field("adversarial.n_critic", 1, "critic steps per iteration (Algorithm 2: 1)", at_least(1)),
+    Field("adversarial.clip_value", 0.01, "critic weights clipped to [-c, c] (wgan only)",
+          Check(lambda v: v > 0, "{type} > 0")),
+    Field("adversarial.gp_weight", 10.0, "gradient-penalty weight (wgan_gp only)", at_least(0)),
+    Field("adversarial.critic_learning_rate", 5e-5, "critic RMSProp rate (WGAN: 5e-5)",
+          between(0, 10, True, True)),
+    Field("adversarial.adversarial_learning_rate", 5e-5, "RMSProp rate on prior + posterior",
+          between(0, 10, True, True)),
+    Field("adversarial.kl_weight", 0.0, "KL weight of the reconstruction phase (0 = paper; "
+          ">0 = hybrid)", at_least(0)),
+    Field("adversarial.separate_batches", True, "a fresh batch per phase (paper), else one shared"),
+    Field("adversarial.regularize", True, "False skips the critic and adversarial phases "
+          "(ablation)"),
+)
+
+BY_NAME = {f.name: f for f in FIELDS}
+
+
 def base_config():
     """The defaults: a small VRNN-Gauss on the built-in synthetic corpus, sized for a CPU."""
     c = ml_collections.ConfigDict()
-    c.model = ml_collections.ConfigDict(dict(
-        kind="vrnn",            # rnn | storn | vrnn | zforcing
-        emission="normal",      # normal | gmm | bernoulli
-        h_dim=256,              # LSTM state
-        z_dim=64,               # latent size (ignored by kind=rnn)
-        mlp_units=256,          # width of feature extractors and heads
-        phi_x_layers=2,
-        phi_z_layers=1,
-        head_layers=1,          # hidden layers of prior / posterior / emission MLPs
-        num_mixtures=20,        # GMM components (VRNN paper: 20)
-        scale_floor=1e-4,       # sigma = softplus(raw) + scale_floor
-        residual_posterior=False,
-    ))
-    c.data = ml_collections.ConfigDict(dict(
-        path="",                # "" = built-in synthetic corpus; else a directory of WAV files
-                                # (or, for format pianoroll, a .pickle / .mat / .json file)
-        format="auto",          # auto | synthetic | wav_dir | pianoroll
-        sample_rate=0,          # Hz; 0 = the data's own rate (16000 for the synthetic corpus)
-        frame_size=200,         # samples per frame (x_dim)
-        train_frames=40,        # frames per training chunk (0.5 s at 16 kHz with 200-sample frames)
-        batch_size=32,
-        valid_batch_size=16,
-        valid_fraction=0.05,    # share of training utterances held out for validation
-        split_seed=1234,        # the literature's validation-split seed
-        max_files=0,            # 0 = all; else a deterministic subset (quick runs)
-        max_valid_utterances=200,  # bound on validation cost; 0 = all
-        synthetic_utterances=400,
-        synthetic_seed=0,
-        skip_bad_files=False,   # True: skip unreadable/bad files (listed in <workdir>/skipped_files.txt)
-        decoder="auto",         # auto | soundfile | tfio (auto: tensorflow-io when its ops run)
-        shuffle_buffer=1024,    # chunks held by the shuffle buffer when streaming a prepared corpus
-        stream=False,           # True: prepare a raw data.path into <workdir>/prepared and stream it
-    ))
-    c.train = ml_collections.ConfigDict(dict(
-        steps=2000,
-        optimizer="adam",       # adam | rmsprop
-        learning_rate=1e-3,
-        clip_norm=10.0,         # global-norm gradient clipping; <= 0 disables
-        kl_weight=1.0,
-        kl_anneal=False,        # KL weight min(cap, start + increment * step) instead of kl_weight
-        kl_anneal_start=0.2,    # (Z-Forcing's schedule: 0.2, +5e-5 per step, capped at 1)
-        kl_anneal_increment=5e-5,
-        kl_anneal_cap=1.0,
-        aux_weight=0.0,         # Z-Forcing's beta on the auxiliary cost -log p(b_t | z_t)
-        seed=0,
-        log_every=20,           # TensorBoard scalars
-        eval_every=200,         # validation pass + latent histograms
-        checkpoint_every=200,
-        keep_checkpoints=3,
-        audio_every=500,        # generated clips as TensorBoard audio
-        num_audio_clips=3,
-        audio_seconds=2.0,
-        num_final_samples=4,    # WAVs written to <workdir>/samples at the end
-        max_nonfinite_steps=20,  # stop after this many consecutive non-finite steps
-        deterministic=False,    # TF op determinism: bitwise-reproducible (slower) runs
-        algorithm="elbo",       # elbo | avrnn (the adversarial phases; settings in `adversarial`)
-        objective="elbo",       # what the ELBO trainer maximises (objectives.py)
-        xla="auto",             # XLA-compile the train step: auto (GPU only) | on | off
-    ))
-    # A-VRNN (train.algorithm = "avrnn"; Huang & Xiao, Algorithms 1-2). The reconstruction phase
-    # uses train.optimizer / train.learning_rate / train.clip_norm; train.kl_weight is not used.
-    c.adversarial = ml_collections.ConfigDict(dict(
-        critic="wgan",          # wgan (weight clipping) | wgan_gp (gradient penalty) | gan (JS)
-        critic_lstm_units=128,  # paper: one LSTM layer, state 128
-        critic_dense_units=100, # paper: two fully connected layers of 100
-        critic_dense_layers=2,
-        n_critic=1,             # critic steps per iteration (Algorithm 2: 1)
-        clip_value=0.01,        # c: critic weights clipped to [-c, c] (wgan only; WGAN: 0.01)
-        gp_weight=10.0,         # gradient-penalty weight (wgan_gp only; WGAN-GP: 10)
-        critic_learning_rate=5e-5,       # RMSProp (WGAN's 5e-5)
-        adversarial_learning_rate=5e-5,  # RMSProp on prior + posterior
-        kl_weight=0.0,          # KL weight in the reconstruction phase (0 = paper; >0 = hybrid)
-        separate_batches=True,  # a fresh batch per phase (paper) or one shared batch
-        regularize=True,        # False skips the critic and adversarial phases (ablation)
-    ))
+    for group in GROUPS:
+        c[group] = ml_collections.ConfigDict()
+    for f in FIELDS:
+        group, key = f.name.split(".")
+        c[group][key] = f.default
     return c
+
+
+def help_text():
+    """The field list of `avrnn-train --help`: one line per field with its default and range."""
+    lines = ["Config fields (--config.GROUP.FIELD=VALUE; the defaults of base_config(), which a "
+             "config file changes):"]
+    for group, doc in GROUPS.items():
+        lines.append(f"\n  {group}: {doc}")
+        for f in FIELDS:
+            if f.name.startswith(group + "."):
+                default = json.dumps(f.default) if isinstance(f.default, str) else f.default
+                lines.append(textwrap.fill(f"{f.name}={default}: {f.doc} ({f.expected})", 100,
+                                           initial_indent=" " * 4, subsequent_indent=" " * 8))
+    return "\n".join(lines)
+
+
+def closest(word, candidates):
+    """The candidate closest to a mistyped `word` (fields here, flags in cli.py), or None."""
+    found = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def suggest(name, known=None):
+    """" (did you mean X?)" for the known field closest to `name`, or ""."""
+    close = closest(name, known or BY_NAME)
+    return f" (did you mean {close}?)" if close else ""
 
 
 def parse_arg(arg, known):
@@ -124,8 +259,16 @@ def parse_arg(arg, known):
     return parts
 
 
-def apply_variants(config, variants):
-    """Applies the variants every model config understands: `tiny`, `fsdd` and `jsb`."""
+VARIANTS = ("tiny", "fsdd", "jsb")
+DATASETS_FILE = "datasets.py"  # beside the config files: where the :fsdd and :jsb data live
+
+
+def apply_variants(config, variants, config_file):
+    """Applies the variants every model config understands: `tiny`, `fsdd` and `jsb`.
+
+    `config_file` is the calling config's `__file__`; the dataset paths of `fsdd` and `jsb` are
+    read from the `datasets.py` beside it (they are local to a checkout, not the library's).
+    """
     if "tiny" in variants:
         config.model.update(h_dim=32, z_dim=8, mlp_units=32, phi_x_layers=1, num_mixtures=3)
         config.data.update(batch_size=8, valid_batch_size=8, train_frames=20,
@@ -133,100 +276,64 @@ def apply_variants(config, variants):
         config.train.update(steps=60, log_every=10, eval_every=30, checkpoint_every=30,
                             audio_every=30, num_audio_clips=1, audio_seconds=0.25,
                             num_final_samples=1)
+    if "fsdd" in variants and "jsb" in variants:
+        raise ConfigError("config variants 'fsdd' and 'jsb' pick two datasets; give one")
     if "fsdd" in variants:
-        config.data.path = "../shared/data/fsdd"
+        config.data.path = _datasets(config_file)["FSDD"]
     if "jsb" in variants:
-        if "fsdd" in variants:
-            raise ConfigError("config variants 'fsdd' and 'jsb' pick two datasets; give one")
-        apply_jsb(config, tiny="tiny" in variants)
+        apply_jsb(config, _datasets(config_file)["JSB"], tiny="tiny" in variants)
     return config
 
 
-VARIANTS = ("tiny", "fsdd", "jsb")
+def _datasets(config_file):
+    return runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(config_file)), DATASETS_FILE))
 
-JSB_PATH = "../shared/data/jsb/JSB_Chorales.mat"
 
-
-def apply_jsb(config, tiny=False):
+def apply_jsb(config, path, tiny=False):
     """JSB Chorales piano-rolls (88 binary notes per frame, Bernoulli emission, no audio).
 
     Whole chorales are training sequences (at most 160 frames in the train split), as in FIVO;
     `tiny` keeps the tiny variant's short chunks.
     """
-    config.data.update(format="pianoroll", path=JSB_PATH, frame_size=88)
+    config.data.update(format="pianoroll", path=path, frame_size=88)
     if not tiny:
         config.data.train_frames = 160
     config.model.emission = "bernoulli"
     config.train.update(audio_every=0, num_audio_clips=0, num_final_samples=0)
     return config
 
-# field -> (type, check, what is expected)
-_CHECKS = {
-    "model.kind": (str, lambda v: v in models.KINDS, f"one of {models.KINDS}"),
-    "model.emission": (str, lambda v: v in EMISSIONS, f"one of {EMISSIONS}"),
-    "model.h_dim": (int, lambda v: v >= 1, "an integer >= 1"),
-    "model.z_dim": (int, lambda v: v >= 1, "an integer >= 1"),
-    "model.mlp_units": (int, lambda v: v >= 1, "an integer >= 1"),
-    "model.phi_x_layers": (int, lambda v: v >= 1, "an integer >= 1"),
-    "model.phi_z_layers": (int, lambda v: v >= 1, "an integer >= 1"),
-    "model.head_layers": (int, lambda v: v >= 1, "an integer >= 1"),
-    "model.num_mixtures": (int, lambda v: v >= 1, "an integer >= 1"),
-    "model.scale_floor": (float, lambda v: 0 < v < 1, "a float in (0, 1)"),
-    "model.residual_posterior": (bool, None, "true or false"),
-    "data.path": (str, None, "a directory path, or '' for the synthetic corpus"),
-    "data.format": (str, lambda v: v in DATA_FORMATS, f"one of {DATA_FORMATS}"),
-    "data.sample_rate": (int, lambda v: v == 0 or 1000 <= v <= 192000, "0 or a rate in Hz (1000-192000)"),
-    "data.frame_size": (int, lambda v: v >= 1, "an integer >= 1"),
-    "data.train_frames": (int, lambda v: v >= 1, "an integer >= 1"),
-    "data.batch_size": (int, lambda v: v >= 1, "an integer >= 1"),
-    "data.valid_batch_size": (int, lambda v: v >= 1, "an integer >= 1"),
-    "data.valid_fraction": (float, lambda v: 0 < v < 1, "a fraction in (0, 1)"),
-    "data.split_seed": (int, None, "an integer"),
-    "data.max_files": (int, lambda v: v >= 0, "an integer >= 0"),
-    "data.max_valid_utterances": (int, lambda v: v >= 0, "an integer >= 0"),
-    "data.synthetic_utterances": (int, lambda v: v >= 4, "an integer >= 4"),
-    "data.synthetic_seed": (int, None, "an integer"),
-    "data.skip_bad_files": (bool, None, "true or false"),
-    "data.decoder": (str, lambda v: v in DECODERS, f"one of {DECODERS}"),
-    "data.shuffle_buffer": (int, lambda v: v >= 1, "an integer >= 1"),
-    "data.stream": (bool, None, "true or false"),
-    "train.steps": (int, lambda v: v >= 1, "an integer >= 1"),
-    "train.optimizer": (str, lambda v: v in OPTIMIZERS, f"one of {OPTIMIZERS}"),
-    "train.learning_rate": (float, lambda v: 0 < v < 10, "a float in (0, 10)"),
-    "train.clip_norm": (float, None, "a float (<= 0 disables clipping)"),
-    "train.kl_weight": (float, lambda v: v >= 0, "a float >= 0"),
-    "train.kl_anneal": (bool, None, "true or false"),
-    "train.kl_anneal_start": (float, lambda v: v >= 0, "a float >= 0"),
-    "train.kl_anneal_increment": (float, lambda v: v >= 0, "a float >= 0"),
-    "train.kl_anneal_cap": (float, lambda v: v >= 0, "a float >= 0"),
-    "train.aux_weight": (float, lambda v: v >= 0, "a float >= 0"),
-    "train.seed": (int, None, "an integer"),
-    "train.log_every": (int, lambda v: v >= 1, "an integer >= 1"),
-    "train.eval_every": (int, lambda v: v >= 1, "an integer >= 1"),
-    "train.checkpoint_every": (int, lambda v: v >= 1, "an integer >= 1"),
-    "train.keep_checkpoints": (int, lambda v: v >= 1, "an integer >= 1"),
-    "train.audio_every": (int, lambda v: v >= 0, "an integer >= 0 (0 disables)"),
-    "train.num_audio_clips": (int, lambda v: v >= 0, "an integer >= 0"),
-    "train.audio_seconds": (float, lambda v: 0 < v <= 60, "seconds in (0, 60]"),
-    "train.num_final_samples": (int, lambda v: v >= 0, "an integer >= 0"),
-    "train.max_nonfinite_steps": (int, lambda v: v >= 1, "an integer >= 1"),
-    "train.deterministic": (bool, None, "true or false"),
-    "train.algorithm": (str, lambda v: v in ALGORITHMS, f"one of {ALGORITHMS}"),
-    "train.objective": (str, lambda v: v in OBJECTIVES, f"one of {OBJECTIVES}"),
-    "train.xla": (str, lambda v: v in XLA_CHOICES, f"one of {XLA_CHOICES}"),
-    "adversarial.critic": (str, lambda v: v in CRITICS, f"one of {CRITICS}"),
-    "adversarial.critic_lstm_units": (int, lambda v: v >= 1, "an integer >= 1"),
-    "adversarial.critic_dense_units": (int, lambda v: v >= 1, "an integer >= 1"),
-    "adversarial.critic_dense_layers": (int, lambda v: v >= 0, "an integer >= 0"),
-    "adversarial.n_critic": (int, lambda v: v >= 1, "an integer >= 1"),
-    "adversarial.clip_value": (float, lambda v: v > 0, "a float > 0"),
-    "adversarial.gp_weight": (float, lambda v: v >= 0, "a float >= 0"),
-    "adversarial.critic_learning_rate": (float, lambda v: 0 < v < 10, "a float in (0, 10)"),
-    "adversarial.adversarial_learning_rate": (float, lambda v: 0 < v < 10, "a float in (0, 10)"),
-    "adversarial.kl_weight": (float, lambda v: v >= 0, "a float >= 0"),
-    "adversarial.separate_batches": (bool, None, "true or false"),
-    "adversarial.regularize": (bool, None, "true or false"),
-}
+
+def load_file(spec):
+    """`get_config(arg)` of a config file given as "path[:arg]", as `--config=` loads it.
+
+    Raises ConfigError in one line for a missing file, a syntax error or an exception in the file
+    (naming the file and line), a file without `get_config`, or one that returns no ConfigDict.
+    """
+    path, _, arg = spec.partition(":")
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file {path!r} does not exist (resolved to {os.path.abspath(path)!r})")
+    try:
+        module_spec = importlib.util.spec_from_file_location(
+            "avrnn_config_" + os.path.basename(path)[:-3], path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+        get_config = getattr(module, "get_config", None)
+        if get_config is None:
+            raise ConfigError(f"config file {path}: defines no get_config(arg)")
+        config = get_config(arg) if arg else get_config()
+    except ConfigError:
+        raise
+    except SyntaxError as e:
+        raise ConfigError(f"config file {path}, line {e.lineno}: syntax error: {e.msg}") from None
+    except Exception as e:
+        frames = [fr for fr in traceback.extract_tb(e.__traceback__)
+                  if os.path.abspath(fr.filename) == os.path.abspath(path)]
+        where = f", line {frames[-1].lineno}" if frames else ""
+        raise ConfigError(f"config file {path}{where}: {type(e).__name__}: {e}") from None
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise ConfigError(f"config file {path}: get_config returned a {type(config).__name__}, "
+                          "expected an ml_collections.ConfigDict (start from base_config())")
+    return config
 
 
 def _get(config, dotted):
@@ -252,22 +359,17 @@ def field_names(config):
 
 def validate(config):
     """Raises ConfigError naming every bad field (type, range, unknown or missing name)."""
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise ConfigError(f"a config is an ml_collections.ConfigDict, not a {type(config).__name__}")
     problems = []
     present = field_names(config)
-    for name in sorted(present - set(_CHECKS)):
-        problems.append(f"config.{name}: unknown field")
-    for name, (kind, check, expected) in _CHECKS.items():
-        if name not in present:
-            problems.append(f"config.{name}: missing (expected {expected})")
-            continue
-        value = _get(config, name)
-        ok_type = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            ok_type = True
-        if not ok_type or (kind is float and not math.isfinite(value)):
-            problems.append(f"config.{name} = {value!r}: expected {expected}")
-        elif check is not None and not check(value):
-            problems.append(f"config.{name} = {value!r}: expected {expected}")
+    for name in sorted(present - set(BY_NAME)):
+        problems.append(f"config.{name}: unknown field{suggest(name)}")
+    for f in FIELDS:
+        if f.name not in present:
+            problems.append(f"config.{f.name}: missing (expected {f.expected})")
+        elif (problem := f.problem(_get(config, f.name))) is not None:
+            problems.append(problem)
     if not problems and config.train.algorithm == "avrnn":
         t = config.train
         for name, unused in (("kl_weight", t.kl_weight != 1.0), ("kl_anneal", t.kl_anneal),
@@ -276,6 +378,8 @@ def validate(config):
                 problems.append(f"config.train.{name} = {t[name]!r}: not used by train.algorithm "
                                 "'avrnn' (its reconstruction phase is -log p(x|z) + "
                                 "config.adversarial.kl_weight * KL)")
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     return config
@@ -283,6 +387,8 @@ def validate(config):
 
 def model_spec(config, x_dim, emission_bias=None):
     """The frozen `ModelSpec` for a validated config and a frame size."""
+    from avrnn_tf import models  # TensorFlow: only when a network is about to be built.
+
     m = config.model
     return models.ModelSpec(
         kind=m.kind, emission=m.emission, x_dim=int(x_dim), h_dim=m.h_dim, z_dim=m.z_dim,

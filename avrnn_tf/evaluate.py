@@ -3,6 +3,7 @@
   avrnn-eval --workdir=DIR [--bound=elbo,iwae,fivo] [--num_samples=K] [--split=test|valid]
              [--checkpoint=ckpt-2000] [--max_sequences=N] [--output=FILE.json]
   python -m avrnn_tf.evaluate ...   (the same program)
+  e.g. avrnn-eval --workdir=runs/default --split=valid --bound=elbo,iwae --num_samples=100
 
 Reads what `avrnn-train` wrote into DIR (config.json, data_stats.json, checkpoints/), restores the
 latest checkpoint (or the one named), and evaluates whole held-out sequences with masks:
@@ -35,7 +36,6 @@ import os
 import sys
 import time
 
-from absl import app
 from absl import flags
 from absl import logging
 
@@ -312,7 +312,7 @@ def run():
     """Console-script entry point (avrnn-eval)."""
     define_flags()
     flags.mark_flag_as_required("workdir")
-    app.run(main, flags_parser=cli.flags_parser("avrnn-eval"))
+    cli.run(main, "avrnn-eval")
 
 
 if __name__ == "__main__":

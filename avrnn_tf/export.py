@@ -44,7 +44,6 @@ import re
 import shutil
 import sys
 
-from absl import app
 from absl import flags
 from absl import logging
 
@@ -399,7 +398,7 @@ def main(argv):
 def run():
     """Console-script entry point."""
     define_flags()
-    app.run(main, flags_parser=cli.flags_parser("avrnn-export"))
+    cli.run(main, "avrnn-export")
 
 
 if __name__ == "__main__":

@@ -20,9 +20,9 @@ import math
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-tfd = tfp.distributions
+from avrnn_tf.names import EMISSIONS
 
-EMISSIONS = ("normal", "gmm", "bernoulli")
+tfd = tfp.distributions
 
 
 def diagonal_normal(loc, scale):

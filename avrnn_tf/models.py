@@ -35,10 +35,9 @@ from avrnn_tf import cells
 from avrnn_tf import heads
 from avrnn_tf import protocol
 from avrnn_tf import rng
+from avrnn_tf.names import KINDS
 
 tfd = tfp.distributions
-
-KINDS = ("rnn", "storn", "vrnn", "zforcing")  # The names registry.NETWORKS maps to classes.
 
 
 @dataclasses.dataclass(frozen=True)

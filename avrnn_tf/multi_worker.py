@@ -40,17 +40,6 @@ class TFConfigError(ValueError):
     """TF_CONFIG is missing or does not describe a cluster of workers this process belongs to."""
 
 
-def requested(argv):
-    """Whether a command line asks for `--strategy=multi_worker` (read before flag parsing, since
-    the strategy has to exist before TensorFlow starts)."""
-    for i, arg in enumerate(argv):
-        if arg == "--strategy=multi_worker":
-            return True
-        if arg == "--strategy" and i + 1 < len(argv) and argv[i + 1] == "multi_worker":
-            return True
-    return False
-
-
 def parse_tf_config(text):
     """Checks a TF_CONFIG value; returns (worker addresses [N], this worker's index).
 

@@ -11,13 +11,12 @@ message listing each file and why (exit status 2); --skip_bad_files skips them i
 them in <output>/skipped_files.txt.
 """
 
-import sys
 import time
 
-from absl import app
 from absl import flags
 
 from avrnn_tf import cli
+from avrnn_tf import config as config_lib
 from avrnn_tf.tf_setup import import_tensorflow
 
 FLAGS = flags.FLAGS
@@ -51,20 +50,19 @@ def log(message):
 def main(argv):
     if len(argv) > 1:
         fail(f"unexpected arguments {argv[1:]}")
+    if FLAGS.format == "pianoroll":
+        fail("--format=pianoroll is not prepared into audio frames by this tool; train on the "
+             "piano-roll files directly (--config.data.path)")
+    for name in ("sample_rate", "frame_size", "valid_fraction", "split_seed", "max_files"):
+        # The same ranges as the config fields these flags become (before TensorFlow starts).
+        problem = config_lib.BY_NAME[f"data.{name}"].problem(getattr(FLAGS, name), f"--{name}")
+        if problem:
+            fail(problem)
     import_tensorflow()
     from avrnn_tf.data import corpora
     from avrnn_tf.data import prepared
     from avrnn_tf.data.audio import DataError
 
-    if FLAGS.format == "pianoroll":
-        fail("--format=pianoroll is not prepared into audio frames by this tool; train on the "
-             "piano-roll files directly (--config.data.path)")
-    if FLAGS.sample_rate and not 1000 <= FLAGS.sample_rate <= 192000:
-        fail(f"--sample_rate={FLAGS.sample_rate}: expected 0 or a rate in Hz (1000-192000)")
-    if FLAGS.frame_size < 1:
-        fail(f"--frame_size={FLAGS.frame_size}: expected an integer >= 1")
-    if not 0 < FLAGS.valid_fraction < 1:
-        fail(f"--valid_fraction={FLAGS.valid_fraction}: expected a fraction in (0, 1)")
     start = time.time()
     try:
         decoder = corpora.resolve_decoder(FLAGS.decoder)
@@ -83,7 +81,7 @@ def main(argv):
 
 def run():
     """Console-script entry point."""
-    app.run(main)
+    cli.run(main, "avrnn-prepare")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """`config.model.kind` -> the class implementing `protocol.SequenceModel` for it.
 
 To add a kind: write its model file (a subclass of a network here, or any Keras layer that
-implements protocol.SequenceModel), add one line to NETWORKS and its name to models.KINDS (the
+implements protocol.SequenceModel), add one line to NETWORKS and its name to names.KINDS (the
 names configs accept), and a configs/<kind>.py; tests/test_protocol.py then runs the conformance
 checks on it.
 """

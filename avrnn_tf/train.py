@@ -3,6 +3,11 @@
   avrnn-train --config=configs/vrnn_gauss.py[:variant] --workdir=DIR [--config.FIELD=VALUE ...]
   python -m avrnn_tf.train ...   (the same program)
 
+Examples:
+  avrnn-train --config=configs/default.py --workdir=runs/default        # the main job (minutes)
+  avrnn-train --config=configs/vrnn_gauss.py:tiny --workdir=/tmp/tiny --config.train.steps=100
+  avrnn-train --config=configs/avrnn.py:fsdd --workdir=runs/avrnn_fsdd --config.model.h_dim=512
+
 Running the same command again resumes from the workdir's last checkpoint; a larger
 --config.train.steps continues the run. Exit status: 0 done; 2 bad config, data or workdir (before
 training, naming the field, file or directory); 3 stopped after too many non-finite steps; 4 a
@@ -10,16 +15,15 @@ checkpoint could not be written (the previous one is intact); 130/143 stopped by
 after saving a checkpoint.
 """
 
-import os
 import signal
 import sys
 
-from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
 from avrnn_tf import cli
+from avrnn_tf import config as config_lib
 from avrnn_tf import multi_worker
 from avrnn_tf.tf_setup import import_tensorflow
 
@@ -32,11 +36,6 @@ def _stopped_during_startup(signum, frame):
 
 
 signal.signal(signal.SIGTERM, _stopped_during_startup)
-
-# Before the config file (which imports TensorFlow) is loaded by flag parsing. A multi-worker
-# strategy has to exist before TensorFlow initialises its devices, so it is made here.
-import_tensorflow(before_init=multi_worker.create_strategy
-                  if multi_worker.requested(sys.argv) else None)
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -65,8 +64,14 @@ def fail(message):
 def main(argv):
     if len(argv) > 1:
         fail(f"unexpected arguments {argv[1:]}; give settings as --config.FIELD=VALUE")
+    try:  # Before TensorFlow starts: a bad field is reported in about a second.
+        config_lib.validate(FLAGS.config)
+    except config_lib.ConfigError as e:
+        fail(str(e))
+    # A multi-worker strategy has to exist before TensorFlow initialises its devices.
+    import_tensorflow(before_init=multi_worker.create_strategy
+                      if FLAGS.strategy == "multi_worker" else None)
     logging.set_verbosity(logging.WARNING)  # absl INFO lines from TF's checkpoint saver.
-    from avrnn_tf import config as config_lib
     from avrnn_tf import loop
     from avrnn_tf.data.audio import DataError
     from avrnn_tf.workdir import WorkdirError
@@ -89,33 +94,25 @@ def main(argv):
 
 def parse_flags(argv):
     """absl flag parsing with every failure turned into one clear line (no traceback)."""
-    for arg in argv[1:]:
-        if arg.startswith("--config="):
-            path = arg[len("--config="):].split(":")[0]
-            if not os.path.isfile(path):
-                fail(f"config file {path!r} does not exist (resolved to {os.path.abspath(path)!r})")
+    specs = [a[len("--config="):] if a.startswith("--config=") else b
+             for a, b in zip(argv[1:], argv[2:] + [""]) if a.startswith("--config=") or a == "--config"]
     try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        text = str(e).strip()
-        if "Traceback (most recent call last)" in text:  # An exception inside the config file.
-            last = [line for line in text.splitlines() if line.strip()][-1]
-            text = f"{text.split('Traceback')[0].strip()} {last.strip()}"
-        fail(" ".join(text.split()))
+        known = config_lib.field_names(config_lib.load_file(specs[-1])) if specs else set()
+    except config_lib.ConfigError as e:  # Missing file, syntax error, exception, not a ConfigDict.
+        fail(str(e))
+    try:
+        return cli.flags_parser("avrnn-train", [f.name for f in cli.own_flags(__name__)])(argv)
     except (AttributeError, KeyError):
         # ml_collections raises these for an override of a field the config does not have.
-        from avrnn_tf import config as config_lib
-
-        known = config_lib.field_names(config_lib.base_config())
-        culprits = [a.split("=")[0] for a in argv[1:]
-                    if a.startswith("--config.") and a.split("=")[0][len("--config."):] not in known]
-        fail(f"unknown config field(s): {', '.join(culprits) or 'in the --config overrides'}; "
-             "the fields that exist are listed in avrnn_tf/config.py (base_config)")
+        culprits = [a.split("=")[0][len("--config."):] for a in argv[1:] if a.startswith("--config.")]
+        culprits = [c for c in culprits if c not in known]
+        fail("; ".join(f"unknown config field --config.{c}{config_lib.suggest(c, known)}"
+                       for c in culprits) or "unknown config field in the --config overrides")
 
 
 def run():
     """Console-script entry point."""
-    app.run(main, flags_parser=parse_flags)
+    cli.run(main, "avrnn-train", parse=parse_flags, extra_help=config_lib.help_text)
 
 
 if __name__ == "__main__":

@@ -42,4 +42,4 @@ def get_config(arg=None):
         a.critic = "gan"
     if "shared" in variants:
         a.separate_batches = False
-    return cfg.apply_variants(config, variants & set(cfg.VARIANTS))
+    return cfg.apply_variants(config, variants & set(cfg.VARIANTS), __file__)

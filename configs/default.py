@@ -14,4 +14,4 @@ def get_config(arg=None):
     config.model.update(kind="vrnn", emission="normal", h_dim=128, z_dim=32, mlp_units=128)
     config.data.synthetic_utterances = 200
     config.train.update(steps=3000, eval_every=500, checkpoint_every=500, audio_every=1000)
-    return cfg.apply_variants(config, cfg.parse_arg(arg, cfg.VARIANTS))
+    return cfg.apply_variants(config, cfg.parse_arg(arg, cfg.VARIANTS), __file__)

@@ -14,4 +14,4 @@ def get_config(arg=None):
     config = cfg.base_config()
     config.model.kind = "vrnn"
     config.model.emission = "gmm"
-    return cfg.apply_variants(config, cfg.parse_arg(arg, cfg.VARIANTS))
+    return cfg.apply_variants(config, cfg.parse_arg(arg, cfg.VARIANTS), __file__)

@@ -22,4 +22,4 @@ def get_config(arg=None):
     config.model.emission = "gmm"
     config.train.update(aux_weight=1.0, kl_anneal=True, kl_anneal_start=0.2,
                         kl_anneal_increment=5e-5, kl_anneal_cap=1.0)
-    return cfg.apply_variants(config, cfg.parse_arg(arg, cfg.VARIANTS))
+    return cfg.apply_variants(config, cfg.parse_arg(arg, cfg.VARIANTS), __file__)

@@ -13,4 +13,4 @@ def get_config(arg=None):
     config.model.kind = "zforcing"
     config.train.update(aux_weight=1.0, kl_anneal=True, kl_anneal_start=0.2,
                         kl_anneal_increment=5e-5, kl_anneal_cap=1.0)
-    return cfg.apply_variants(config, cfg.parse_arg(arg, cfg.VARIANTS) | {"jsb"})
+    return cfg.apply_variants(config, cfg.parse_arg(arg, cfg.VARIANTS) | {"jsb"}, __file__)

@@ -43,12 +43,6 @@ def test_parse_tf_config_names_the_variable_and_what_is_wrong(value, expected):
     assert "TF_CONFIG" in str(e.value) and expected in str(e.value)
 
 
-def test_requested_reads_both_flag_spellings():
-    assert multi_worker.requested(["x", "--strategy=multi_worker"])
-    assert multi_worker.requested(["x", "--strategy", "multi_worker"])
-    assert not multi_worker.requested(["x", "--strategy=mirrored", "multi_worker"])
-
-
 @pytest.mark.parametrize("tf_config", [None, '{"cluster": {"worker": ["localhost:1"]}}'])
 def test_cli_without_a_usable_tf_config_fails_with_one_line(tmp_path, tf_config):
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}

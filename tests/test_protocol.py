@@ -42,9 +42,9 @@ def _per_step(tf, net, x, noise, mask=None):
 
 
 def test_registry_names_every_kind_and_only_protocol_classes():
-    from avrnn_tf import models, protocol, registry
+    from avrnn_tf import names, protocol, registry
 
-    assert tuple(registry.NETWORKS) == models.KINDS
+    assert tuple(registry.NETWORKS) == names.KINDS
     for cls in registry.NETWORKS.values():
         assert issubclass(cls, protocol.SequenceModel)
         assert not getattr(cls, "__abstractmethods__", None)

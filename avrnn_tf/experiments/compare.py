@@ -1,6 +1,7 @@
-"""Trains every model of a list with one budget on FSDD and JSB, evaluates on the test split, and
-writes one markdown table (ELBO and IWAE-K in nats per frame, training time).
+"""avrnn-compare: trains every model of a list with one budget on FSDD and JSB, evaluates on the
+test split, and writes one markdown table (ELBO and IWAE-K in nats per frame, training time).
 
+  avrnn-compare --outdir=runs/compare --configs=configs/vrnn_gauss.py:tiny --datasets=jsb --steps=60
   python -m avrnn_tf.experiments.compare --outdir=runs/compare \\
       --configs=configs/rnn_gauss.py,configs/rnn_gmm.py,configs/storn.py,configs/vrnn_gauss.py,\\
 configs/vrnn_gmm.py,configs/zforcing.py,configs/avrnn.py \\
@@ -18,15 +19,15 @@ Numbers are nats per frame (natural log) on whole test sequences: FSDD frames ar
 standardized with the training mean/std; JSB frames are 88 binary notes.
 """
 
-import importlib.util
 import json
 import os
 import sys
 import time
 
-from absl import app
 from absl import flags
 
+from avrnn_tf import cli
+from avrnn_tf import config as config_lib
 from avrnn_tf.tf_setup import import_tensorflow
 
 FLAGS = flags.FLAGS
@@ -43,21 +44,20 @@ flags.DEFINE_integer("mlp_units", 0, "MLP width for every model (0 = config's)."
 flags.DEFINE_integer("fsdd_max_files", 0, "Read only the first N FSDD files (0 = all 3,000).")
 flags.DEFINE_integer("num_samples", 100, "K of the IWAE-K column.")
 flags.DEFINE_integer("max_test_sequences", 0, "Evaluate the first N test sequences (0 = all).")
-flags.DEFINE_string("fsdd_path", "../shared/data/fsdd", "FSDD directory.")
-flags.DEFINE_string("jsb_path", "../shared/data/jsb/JSB_Chorales.mat", "JSB Chorales file.")
+flags.DEFINE_string("fsdd_path", "", "FSDD directory ('' = the configs' :fsdd variant, "
+                    "configs/datasets.py).")
+flags.DEFINE_string("jsb_path", "", "JSB Chorales file ('' = the configs' :jsb variant, "
+                    "configs/datasets.py).")
 flags.mark_flag_as_required("outdir")
 
 
 def load_config(spec, dataset):
     """Config of `spec` ("path" or "path:variants") with the dataset's variant added."""
     path, _, variants = spec.partition(":")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"config file {path!r} does not exist")
-    module_spec = importlib.util.spec_from_file_location(
-        "compare_config_" + os.path.basename(path)[:-3], path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module.get_config(",".join(filter(None, [variants, dataset])))
+    try:
+        return config_lib.load_file(f"{path}:{','.join(filter(None, [variants, dataset]))}")
+    except config_lib.ConfigError as e:
+        cli.fail("avrnn-compare", str(e))
 
 
 def apply_budget(config, dataset):
@@ -72,10 +72,10 @@ def apply_budget(config, dataset):
         if getattr(FLAGS, field):
             config.model[field] = getattr(FLAGS, field)
     if dataset == "fsdd":
-        config.data.path = FLAGS.fsdd_path
+        config.data.path = FLAGS.fsdd_path or config.data.path
         config.data.max_files = FLAGS.fsdd_max_files
     else:
-        config.data.path = FLAGS.jsb_path
+        config.data.path = FLAGS.jsb_path or config.data.path
     return config
 
 
@@ -133,7 +133,7 @@ def main(argv):
     rows = []
     for dataset in FLAGS.datasets:
         if dataset not in ("fsdd", "jsb"):
-            sys.exit(f"compare: error: unknown dataset {dataset!r} (expected fsdd or jsb)")
+            cli.fail("avrnn-compare", f"unknown dataset {dataset!r} (expected fsdd or jsb)")
         seen = {}
         for spec in FLAGS.configs:
             name = os.path.basename(spec.partition(":")[0])[:-3] + (
@@ -158,7 +158,7 @@ def main(argv):
 
 def run():
     """Console-script entry point (avrnn-compare)."""
-    app.run(main)
+    cli.run(main, "avrnn-compare")
 
 
 if __name__ == "__main__":

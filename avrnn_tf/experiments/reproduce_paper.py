@@ -1,6 +1,7 @@
-"""Reproduces Huang & Xiao's Figures 2-3 and compares A-VRNN with VRNN-Gauss on held-out speech.
+"""avrnn-reproduce: Huang & Xiao's Figures 2-3, and A-VRNN against VRNN-Gauss on held-out speech.
 
-  python -m avrnn_tf.experiments.reproduce_paper --data=../shared/data/fsdd --out=docs/reproduction \
+  avrnn-reproduce --steps=100 --max_files=200 --out=/tmp/repro --workdir=/tmp/repro_runs  # minutes
+  python -m avrnn_tf.experiments.reproduce_paper --out=docs/reproduction \
       --workdir=runs/reproduce [--steps=1500 --h_dim=64 ...]
 
 Both models are the same VRNN-Gauss network (configs/avrnn.py and the same sizes), read the same
@@ -19,7 +20,6 @@ The training runs (checkpoints, TensorBoard) stay in --workdir; a rerun resumes 
 """
 
 import glob
-import importlib.util
 import json
 import os
 import sys
@@ -28,12 +28,15 @@ import time
 from absl import app
 from absl import flags
 
+from avrnn_tf import cli
+from avrnn_tf import config as config_lib
 from avrnn_tf.tf_setup import import_tensorflow
 
 tf = import_tensorflow()
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("data", "../shared/data/fsdd", "Directory of audio files (FSDD, TIMIT, ...).")
+flags.DEFINE_string("data", "", "Directory of audio files (FSDD, TIMIT, ...); '' = FSDD where "
+                    "configs/avrnn.py:fsdd finds it (configs/datasets.py).")
 flags.DEFINE_string("out", "docs/reproduction", "Where the plots and the table are written.")
 flags.DEFINE_string("workdir", "runs/reproduce", "Where the training runs are kept.")
 flags.DEFINE_integer("steps", 1500, "Training iterations of each model (the shared budget).")
@@ -61,12 +64,8 @@ def project_root():
 
 
 def load_config(name):
-    """get_config() of configs/<name>.py from the project root."""
-    path = os.path.join(project_root(), "configs", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"configs_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(None)
+    """get_config("fsdd") of configs/<name>.py from the project root."""
+    return config_lib.load_file(os.path.join(project_root(), "configs", f"{name}.py") + ":fsdd")
 
 
 def model_names():
@@ -87,7 +86,7 @@ def experiment_config(name):
     """The config of a run of `model_names()` with the flags' shared settings."""
     c = load_config("avrnn" if name.startswith("avrnn") else name)
     c.model.update(h_dim=FLAGS.h_dim, z_dim=FLAGS.z_dim, mlp_units=FLAGS.mlp_units)
-    c.data.update(path=FLAGS.data, max_files=FLAGS.max_files, sample_rate=FLAGS.sample_rate,
+    c.data.update(path=FLAGS.data or c.data.path, max_files=FLAGS.max_files, sample_rate=FLAGS.sample_rate,
                   batch_size=FLAGS.batch_size, train_frames=FLAGS.train_frames)
     c.train.update(steps=FLAGS.steps, optimizer="rmsprop", learning_rate=FLAGS.learning_rate,
                    log_every=FLAGS.log_every, eval_every=FLAGS.eval_every,
@@ -258,7 +257,6 @@ def main(argv):
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)
-    from avrnn_tf import config as config_lib
     from avrnn_tf import loop
     from avrnn_tf import restore
     from avrnn_tf.data.audio import DataError
@@ -295,7 +293,8 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    """Console-script entry point (avrnn-reproduce)."""
+    cli.run(main, "avrnn-reproduce")
 
 
 if __name__ == "__main__":

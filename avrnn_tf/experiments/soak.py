@@ -26,9 +26,9 @@ import subprocess
 import sys
 import time
 
-from absl import app
 from absl import flags
 
+from avrnn_tf import cli
 from avrnn_tf.tf_setup import import_tensorflow
 
 FLAGS = flags.FLAGS
@@ -142,4 +142,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main, "soak")

@@ -50,7 +50,8 @@ def elbo(terms, mask, kl_weight=1.0):
 #   IWAE-K  = log (1/K) sum_k w^k  >= E[log w] (the ELBO with a sampled KL); IWAE-1 is that ELBO.
 #   FIVO-K  = sum over resampling epochs of log (1/K) sum_k w^k_epoch, where a particle filter
 #             replaces the particles by K ancestors drawn in proportion to their weights whenever the
-#             effective sample size (sum w)^2 / sum w^2 falls below ess_threshold * K.
+#             effective sample size (sum w)^2 / sum w^2 is at most ess_threshold * K (FIVO's rule:
+#             ESS <= K/2, so at K = 2 a filter whose weight sits on one particle resamples).
 # exp(IWAE-K) and exp(FIVO-K) are unbiased estimates of p(x_{1:T}), so both are lower bounds on
 # log p in expectation; with resampling off FIVO-K is IWAE-K computed step by step.
 # ----------------------------------------------------------------------------------------------
@@ -104,10 +105,17 @@ def fivo(model, x, mask, noise, num_samples, seed, resample=True, ess_threshold=
 
     The filter runs over K particles per sequence, batched as [K*B] rows (sample-major), inside one
     tf.while_loop over frames. After frame t's weights are added, a sequence whose effective
-    sample size is below `ess_threshold * K` (and whose frame t is real) adds log mean_k w^k to its
-    estimate, draws K ancestors from Categorical(w) (multinomial resampling), copies the ancestors'
-    recurrent states and resets its weights to 1. At the end the remaining log mean_k w^k is added.
-    Padded frames add nothing and never trigger resampling.
+    sample size is at most `ess_threshold * K` (and whose frame t is real) adds log mean_k w^k to
+    its estimate, draws K ancestors from Categorical(w) (multinomial resampling), copies the
+    ancestors' recurrent states and resets its weights to 1. At the end the remaining log mean_k
+    w^k is added. Padded frames add nothing and never trigger resampling.
+
+    Gradients: the ancestors are integer draws, so a gradient of the result flows through the
+    weights and through the copied states but not through the choice of ancestors. The
+    score-function term of the resampling distribution, part of the exact gradient of
+    E[FIVO-K], is dropped: the choice of Maddison et al. (2017) for training, whose code
+    (research/fivo, smc.py) likewise stops the gradient at the ancestor indices. Padded frames
+    and the resampling decision itself carry no gradient either.
 
     Args:
       model: the per-step interface of `models.SequenceNetwork`: `step_inputs(x, mask)`,
@@ -118,14 +126,24 @@ def fivo(model, x, mask, noise, num_samples, seed, resample=True, ess_threshold=
       num_samples: K (a Python int).
       seed: [2] int stateless seed of the resampling draws (step t folds in t).
       resample: False turns the filter into K independent trajectories (FIVO == IWAE).
-      ess_threshold: resample when ESS < ess_threshold * K (0.5 in Maddison et al.).
+      ess_threshold: resample when ESS <= ess_threshold * K (0.5, i.e. K/2, in Maddison et al.
+        and their code); 0 never resamples (as resample=False), 1 at every real frame (ESS <= K
+        always holds; where all weights are equal, ESS = K up to rounding). The ESS is computed
+        in the weights' dtype: in float32 (as in FIVO) a filter of K = 2 whose weights differ by
+        more than about 17 nats has ESS exactly 1 = K/2 and resamples.
 
     Returns:
       dict of [B] tensors: `fivo`, `num_frames`, `num_resamples` (resampling events per sequence).
 
+    Raises:
+      ValueError: if ess_threshold is outside [0, 1].
+
     #### References
     Maddison et al. (2017), "Filtering Variational Objectives", Algorithm 1.
     """
+    if not 0.0 <= ess_threshold <= 1.0:
+        raise ValueError(f"ess_threshold = {ess_threshold!r}: expected a fraction of K in [0, 1]")
+    resample = resample and ess_threshold > 0
     k = int(num_samples)
     x = tf.convert_to_tensor(x)
     mask = tf.cast(mask, x.dtype)
@@ -148,7 +166,7 @@ def fivo(model, x, mask, noise, num_samples, seed, resample=True, ess_threshold=
         if resample:
             log_sum = tf.reduce_logsumexp(log_w, axis=0)
             log_ess = 2.0 * log_sum - tf.reduce_logsumexp(2.0 * log_w, axis=0)
-            now = tf.logical_and(real, log_ess < math.log(ess_threshold * k))
+            now = tf.logical_and(real, log_ess <= math.log(ess_threshold * k))
             draw_seed = tf.random.experimental.stateless_fold_in(seed, t)
             ancestors = tf.transpose(tf.random.stateless_categorical(
                 tf.transpose(log_w), k, seed=draw_seed, dtype=tf.int32))  # [K, B]

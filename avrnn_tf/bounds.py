@@ -9,11 +9,14 @@ For "rnn" models the KL term is zero and `elbo` is the exact log-likelihood.
 
 #### References
 Chung et al. (2015), eq. 10 (the factorised ELBO with an analytic per-step KL).
+Kingma et al. (2016), "Improved Variational Inference with Inverse Autoregressive Flow" (free bits).
 """
 
 import math
 
 import tensorflow as tf
+
+from avrnn_tf import heads
 
 
 def masked(values, mask):
@@ -21,22 +24,76 @@ def masked(values, mask):
     return tf.where(tf.cast(mask, tf.bool), values, tf.zeros_like(values))
 
 
-def elbo(terms, mask, kl_weight=1.0):
+def elbo(terms, mask, kl_weight=1.0, free_bits=0.0, batch_sum=None):
     """Per-sequence ELBO pieces with the analytic KL.
 
     Returns a dict of [B] tensors: `elbo` = sum_t [log p(x_t|.) - KL_t], `log_px` = sum_t log
     p(x_t|.), `kl` = sum_t KL_t, `objective` = sum_t [log p(x_t|.) - kl_weight * KL_t] (what a
     trainer maximises; equal to `elbo` at kl_weight 1), and `num_frames` = sum_t mask_t.
+
+    With `free_bits` > 0 (nats per frame and latent dimension; latent models only) the objective
+    subtracts kl_weight * `kl_trained` instead, the KL with Kingma et al.'s per-dimension floor
+    (`free_bits_kl`; `batch_sum` as there); `elbo` and `kl` stay the true values.
     """
     log_px = tf.reduce_sum(masked(terms["log_px"], mask), axis=1)
     kl = tf.reduce_sum(masked(terms["kl"], mask), axis=1)
-    return {
+    out = {
         "elbo": log_px - kl,
         "log_px": log_px,
         "kl": kl,
-        "objective": log_px - kl_weight * kl,
         "num_frames": tf.reduce_sum(tf.cast(mask, log_px.dtype), axis=1),
     }
+    trained_kl = kl
+    if free_bits > 0 and "post_loc" in terms["trajectory"]:
+        trained_kl = out["kl_trained"] = free_bits_kl(kl_per_dimension(terms), mask, free_bits,
+                                                      batch_sum)
+    out["objective"] = log_px - kl_weight * trained_kl
+    return out
+
+
+def kl_per_dimension(terms):
+    """KL(q(z_t,d | .) || p(z_t,d | .)) [B, T, Z] of each latent dimension (unmasked), from the
+    posterior and prior parameters in `terms["trajectory"]`; summed over d it is `terms["kl"]`."""
+    out = terms["trajectory"]
+    params = (out["post_loc"], out["post_scale"], out["prior_loc"], out["prior_scale"])
+    return heads.normal_kl(*(v[..., None] for v in params))  # A trailing event axis of size 1.
+
+
+def free_bits_kl(kl_dims, mask, floor, batch_sum=None):
+    """The KL term of a free-bits objective ("free bits" of Kingma et al. 2016), [B].
+
+    Each latent dimension d gets a floor on its KL averaged over the batch: with
+      KL_d = sum_{b,t} mask_bt kl_btd / sum_{b,t} mask_bt
+    (nats per frame, averaged over every real frame of every sequence in the batch), the objective
+    subtracts N * sum_d max(floor, KL_d) instead of the batch's total KL (N = the batch's real
+    frames). The batch's trained KL is split over its sequences as
+      kl_trained_b = sum_d [ sum_t mask_bt kl_btd   if KL_d > floor   else   n_b * floor ],
+    (n_b = sequence b's frames), which sums to exactly that. Whether a dimension is above its
+    floor is decided on stopped values, so a dimension below the floor gets exactly zero gradient
+    from the KL (the posterior is free to use it up to the floor) and one above it gets the plain
+    KL's gradient.
+
+    Args:
+      kl_dims: [B, T, Z] per-dimension KL (`kl_per_dimension`).
+      mask: [B, T].
+      floor: the free bits lambda, nats per frame and latent dimension (> 0).
+      batch_sum: optional callable summing a tensor over the whole batch when the batch is split
+        (e.g. over tf.distribute replicas, each holding some of its sequences); it receives the
+        local sums [Z + 1] (per-dimension KL, then frames). Default: this batch is the whole batch.
+
+    Returns:
+      kl_trained [B].
+    """
+    mask = tf.cast(mask, kl_dims.dtype)
+    per_sequence = tf.reduce_sum(masked(kl_dims, mask[..., None]), axis=1)  # [B, Z]
+    frames = tf.reduce_sum(mask, axis=1)  # [B]
+    totals = tf.stop_gradient(tf.concat([tf.reduce_sum(per_sequence, axis=0),
+                                         tf.reduce_sum(frames)[None]], axis=0))
+    if batch_sum is not None:
+        totals = batch_sum(totals)
+    mean_kl = totals[:-1] / tf.maximum(totals[-1], 1.0)  # KL_d [Z]
+    floored = tf.broadcast_to(floor * frames[:, None], tf.shape(per_sequence))
+    return tf.reduce_sum(tf.where(mean_kl > floor, per_sequence, floored), axis=1)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -79,6 +79,8 @@ def base_config():
         kl_anneal_start=0.2,    # (Z-Forcing's schedule: 0.2, +5e-5 per step, capped at 1)
         kl_anneal_increment=5e-5,
         kl_anneal_cap=1.0,
+        free_bits=0.0,          # KL floor per latent dimension, nats per frame, on the KL averaged
+                                # over the batch's real frames (Kingma et al. 2016); 0 = off
         aux_weight=0.0,         # Z-Forcing's beta on the auxiliary cost -log p(b_t | z_t)
         seed=0,
         log_every=20,           # TensorBoard scalars
@@ -197,6 +199,7 @@ _CHECKS = {
     "train.kl_anneal_start": (float, lambda v: v >= 0, "a float >= 0"),
     "train.kl_anneal_increment": (float, lambda v: v >= 0, "a float >= 0"),
     "train.kl_anneal_cap": (float, lambda v: v >= 0, "a float >= 0"),
+    "train.free_bits": (float, lambda v: v >= 0, "a float >= 0 (nats per frame and latent dimension; 0 = off)"),
     "train.aux_weight": (float, lambda v: v >= 0, "a float >= 0"),
     "train.seed": (int, None, "an integer"),
     "train.log_every": (int, lambda v: v >= 1, "an integer >= 1"),

@@ -55,7 +55,10 @@ def base_config():
         format="auto",          # auto | synthetic | wav_dir | pianoroll
         sample_rate=0,          # Hz; 0 = the data's own rate (16000 for the synthetic corpus)
         frame_size=200,         # samples per frame (x_dim)
-        train_frames=40,        # frames per training chunk (0.5 s at 16 kHz with 200-sample frames)
+        train_frames=40,        # frames per training chunk (0.5 s at 16 kHz with 200-sample frames);
+                                # 0 = whole utterances (length-bucketed batches with masks)
+        max_batch_frames=4096,  # train_frames=0: bound on a batch's padded frames (sequences x
+                                # padded length); longer utterances are cut to this many frames
         batch_size=32,
         valid_batch_size=16,
         valid_fraction=0.05,    # share of training utterances held out for validation
@@ -177,7 +180,8 @@ _CHECKS = {
     "data.format": (str, lambda v: v in DATA_FORMATS, f"one of {DATA_FORMATS}"),
     "data.sample_rate": (int, lambda v: v == 0 or 1000 <= v <= 192000, "0 or a rate in Hz (1000-192000)"),
     "data.frame_size": (int, lambda v: v >= 1, "an integer >= 1"),
-    "data.train_frames": (int, lambda v: v >= 1, "an integer >= 1"),
+    "data.train_frames": (int, lambda v: v >= 0, "an integer >= 1, or 0 for whole utterances"),
+    "data.max_batch_frames": (int, lambda v: v >= 1, "an integer >= 1 (padded frames per batch)"),
     "data.batch_size": (int, lambda v: v >= 1, "an integer >= 1"),
     "data.valid_batch_size": (int, lambda v: v >= 1, "an integer >= 1"),
     "data.valid_fraction": (float, lambda v: 0 < v < 1, "a fraction in (0, 1)"),
@@ -271,6 +275,14 @@ def validate(config):
     if not problems and config.train.algorithm == "avrnn" and config.train.kl_weight != 1.0:
         problems.append(f"config.train.kl_weight = {config.train.kl_weight!r}: not used by "
                         "train.algorithm 'avrnn'; its KL weight is config.adversarial.kl_weight")
+    if not problems and config.data.train_frames == 0:
+        if config.data.stream:
+            problems.append("config.data.train_frames = 0 (whole utterances) reads the corpus into "
+                            "memory; it does not work with config.data.stream = True")
+        if config.train.algorithm == "avrnn" and config.adversarial.separate_batches:
+            problems.append("config.data.train_frames = 0 (whole utterances) gives batches of "
+                            "different shapes, but A-VRNN's separate phase batches need one: set "
+                            "config.adversarial.separate_batches = False or data.train_frames > 0")
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     return config

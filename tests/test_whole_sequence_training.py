@@ -75,3 +75,22 @@ def test_whole_sequence_training_on_fsdd_trains_and_resumes(tmp_path, tf, fsdd_d
     elbo = [v for _, v in events["valid/elbo_per_frame"]]
     assert len(elbo) == 3 and elbo[-1] > elbo[0], elbo  # Steps 0, 3 and 6: it learns.
     assert all(np.isfinite(v) for _, v in events["train/loss"])
+
+
+def test_whole_sequences_are_refused_where_they_cannot_work(tf, tmp_path):
+    from avrnn_tf import config as config_lib
+    from avrnn_tf.data import audio, prepared
+
+    c = whole_sequence_config(2)
+    c.data.stream = True
+    with pytest.raises(config_lib.ConfigError, match="data.stream"):
+        config_lib.validate(c)
+    c = whole_sequence_config(2)
+    c.train.algorithm = "avrnn"
+    with pytest.raises(config_lib.ConfigError, match="separate_batches"):
+        config_lib.validate(c)
+    c.adversarial.separate_batches = False
+    config_lib.validate(c)
+    stats = {"frame_size": c.data.frame_size, "sample_rate": 8000}
+    with pytest.raises(audio.DataError, match="train_frames = 0"):
+        prepared.check_config(stats, c.data, str(tmp_path))

@@ -57,8 +57,9 @@ class TrainScalars(RunCallback):
         values["learning_rate"] = float(keras.ops.convert_to_numpy(
             run.trainer.optimizer.learning_rate))
         frames = run.config.data.batch_size * run.config.data.train_frames
-        values["frames_per_second"] = frames * (step - self.last_step) / max(now - self.last_time,
-                                                                              1e-9)
+        if frames:  # Whole-utterance batches (train_frames = 0) have no fixed frame count.
+            values["frames_per_second"] = frames * (step - self.last_step) / max(
+                now - self.last_time, 1e-9)
         self.last_time, self.last_step = now, step
         write_scalars(run.writer, "train", values, step)
         if batch + 1 < self.params.get("steps", 0):  # Keep the round's last values for fit.

@@ -131,8 +131,11 @@ FIELDS = (
           Check(lambda v: v == 0 or 1000 <= v <= 192000, "0 or a rate in Hz (1000-192000)")),
     Field("data.frame_size", 200, f"samples per frame (x_dim); at least {MIN_FRAME_SIZE}, since the "
           "recurrence runs once per frame", between(MIN_FRAME_SIZE, MAX_FRAME_SIZE)),
-    Field("data.train_frames", 40, "frames per training chunk (0.5 s at 16 kHz, 200-sample frames)",
-          between(1, 100000)),
+    Field("data.train_frames", 40, "frames per training chunk (0.5 s at 16 kHz, 200-sample frames); "
+          "0 = whole utterances (length-bucketed batches with masks)", between(0, 100000)),
+    Field("data.max_batch_frames", 4096, "with train_frames = 0: bound on a batch's padded frames "
+          "(sequences x padded length); longer utterances are cut to this many frames",
+          between(1, 10**7)),
     Field("data.batch_size", 32, "training sequences per batch (the global batch)",
           between(1, MAX_BATCH)),
     Field("data.valid_batch_size", 16, "validation sequences per batch", between(1, MAX_BATCH)),
@@ -164,6 +167,8 @@ FIELDS = (
     Field("train.kl_anneal_increment", 5e-5, "annealing increment per step (Z-Forcing: 5e-5)",
           at_least(0)),
     Field("train.kl_anneal_cap", 1.0, "annealing cap (Z-Forcing: 1)", at_least(0)),
+    Field("train.free_bits", 0.0, "KL floor per latent dimension in nats per frame, on the KL "
+          "averaged over the batch's real frames (Kingma et al. 2016); 0 = off", at_least(0)),
     Field("train.aux_weight", 0.0, "Z-Forcing's beta on the auxiliary cost -log p(b_t | z_t)",
           at_least(0)),
     Field("train.seed", 0, "seed of the initial weights and the training noise", between(0, MAX_SEED)),
@@ -373,11 +378,20 @@ def validate(config):
     if not problems and config.train.algorithm == "avrnn":
         t = config.train
         for name, unused in (("kl_weight", t.kl_weight != 1.0), ("kl_anneal", t.kl_anneal),
-                             ("aux_weight", t.aux_weight != 0.0)):
+                             ("aux_weight", t.aux_weight != 0.0),
+                             ("free_bits", t.free_bits != 0.0)):
             if unused:
                 problems.append(f"config.train.{name} = {t[name]!r}: not used by train.algorithm "
                                 "'avrnn' (its reconstruction phase is -log p(x|z) + "
                                 "config.adversarial.kl_weight * KL)")
+    if not problems and config.data.train_frames == 0:
+        if config.data.stream:
+            problems.append("config.data.train_frames = 0 (whole utterances) reads the corpus into "
+                            "memory; it does not work with config.data.stream = True")
+        if config.train.algorithm == "avrnn" and config.adversarial.separate_batches:
+            problems.append("config.data.train_frames = 0 (whole utterances) gives batches of "
+                            "different shapes, but A-VRNN's separate phase batches need one: set "
+                            "config.adversarial.separate_batches = False or data.train_frames > 0")
     if len(problems) == 1:
         raise ConfigError(problems[0])
     if problems:

@@ -10,7 +10,7 @@ latest checkpoint (or the one named), and evaluates whole held-out sequences wit
 
   elbo   sum_t [log p(x_t | z_t, h_{t-1}) - KL_t] with the analytic KL, one posterior sample;
   iwae   IWAE-K, K whole trajectories per sequence;
-  fivo   FIVO-K, a particle filter with multinomial resampling when ESS < K/2.
+  fivo   FIVO-K, a particle filter with multinomial resampling when ESS <= K/2.
 For RNN-Gauss/GMM (no latent) every bound is the exact log-likelihood.
 
 The K samples are batched ([K * B] rows, see bounds.py). Memory is bounded by --max_elements, a

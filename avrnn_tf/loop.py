@@ -157,6 +157,8 @@ def build_avrnn_trainer(config, network):
 def train_dataset(config, trainer, x, mask, start_step):
     """The training batches `trainer` reads, one element per global step from `start_step`."""
     d, t = config.data, config.train
+    if not d.train_frames:  # Whole utterances: x is a pipeline.WholeSequenceBatches.
+        return x.dataset(start_step)
     phases = getattr(trainer, "num_batches_per_step", 1)
     if getattr(trainer, "separate_batches", False) and phases > 1:
         return pipeline.phase_train_dataset(x, mask, d.batch_size, t.seed, start_step, phases)
@@ -299,8 +301,13 @@ class Run:
             else:
                 self.standardizer = pipeline.fit_standardizer(self.corpus)
             self.stats = pipeline.save_stats(stats_path, self.corpus, self.standardizer, data.frame_size)
-            self.x, self.mask = pipeline.training_chunks(
-                self.corpus.train, self.standardizer, data.frame_size, data.train_frames)
+            if data.train_frames:
+                self.x, self.mask = pipeline.training_chunks(
+                    self.corpus.train, self.standardizer, data.frame_size, data.train_frames)
+            else:
+                self.x, self.mask = pipeline.WholeSequenceBatches(pipeline.whole_sequences(
+                    self.corpus.train, self.standardizer, data.frame_size, data.max_batch_frames),
+                    data.batch_size, data.max_batch_frames, t.seed), None
             self.valid_batches = pipeline.eval_batches(
                 self.corpus.valid, self.standardizer, data.frame_size, data.valid_batch_size,
                 data.max_valid_utterances)

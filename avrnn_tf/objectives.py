@@ -38,21 +38,28 @@ def step_seed(seed, step):
     return rng.fold_in(tf.constant([seed, 0], tf.int32), tf.cast(step, tf.int32))
 
 
-def elbo(network, x, mask, seed, step, kl_weight=1.0, kl_schedule=None, aux_weight=0.0):
+def elbo(network, x, mask, seed, step, kl_weight=1.0, kl_schedule=None, aux_weight=0.0,
+         free_bits=0.0):
     """The ELBO (the exact log-likelihood for models without latent), one posterior sample.
 
     objective = sum_t mask_t [log p(x_t | .) - w KL_t] + aux_weight * sum_t mask_t aux_t, with w
     = kl_weight, or during training (step given) min(cap, start + increment * step) for
     kl_schedule = (start, increment, cap); aux_t is a model's auxiliary log-likelihood
     (Z-Forcing's log p(b_t | z_t), frame term "aux_log_prob"), reported as aux_per_frame.
+    With `free_bits` > 0, training (step given) subtracts the KL with Kingma et al.'s per-dimension
+    floor (`bounds.free_bits_kl`, over the global batch), reported as kl_trained_per_frame;
+    `elbo` and `kl` stay the true values, and evaluation (step None) uses the plain KL.
     """
     weight = tf.constant(float(kl_weight))
     if kl_schedule is not None and step is not None:
         start, increment, cap = kl_schedule
         weight = tf.minimum(cap, start + increment * tf.cast(step, tf.float32))
     terms = network.frame_terms(x, replicas.normal(network.noise_shape(x), seed), mask=mask)
-    b = bounds.elbo(terms, mask, weight)
+    floor = free_bits if step is not None else 0.0
+    b = bounds.elbo(terms, mask, weight, free_bits=floor, batch_sum=replicas.global_sum)
     per_frame = {"elbo": b["elbo"], "log_px": b["log_px"], "kl": b["kl"]}
+    if "kl_trained" in b:
+        per_frame["kl_trained"] = b["kl_trained"]
     objective = b["objective"]
     if "aux_log_prob" in terms:
         per_frame["aux"] = tf.reduce_sum(bounds.masked(terms["aux_log_prob"], mask), axis=1)
@@ -77,7 +84,8 @@ def from_config(config, kl_weight=None):
         schedule = (float(t.kl_anneal_start), float(t.kl_anneal_increment),
                     float(t.kl_anneal_cap))
     return functools.partial(OBJECTIVES[t.objective], kl_weight=t.kl_weight,
-                             kl_schedule=schedule, aux_weight=float(t.aux_weight))
+                             kl_schedule=schedule, aux_weight=float(t.aux_weight),
+                             free_bits=float(t.free_bits))
 
 
 def metric_names(objective, network, training=True):

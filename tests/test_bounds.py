@@ -217,3 +217,92 @@ def test_fivo_matches_the_kalman_filter(tf, lib):
     assert float(tf.reduce_min(out["num_resamples"])) > 0
     assert abs(fivo.mean() - exact) < 0.1, (fivo.mean(), exact)
     assert fivo.mean() > float(tf.reduce_mean(iwae))
+
+
+# ------------------------------------------------------------------------------------ free bits
+def test_free_bits_floor_the_batch_averaged_kl_of_each_dimension(tf, lib):
+    """Kingma et al.'s free bits: the objective subtracts N * sum_d max(floor, KL_d), KL_d being
+    dimension d's KL per real frame of the batch; the gradient w.r.t. the posterior and prior
+    parameters of a dimension below the floor is exactly zero, above it the plain ELBO's. (In the
+    objective those [B, T, Z] tensors feed only the KL: the sample z is drawn inside the cell.)"""
+    bounds, models = lib
+    net = make_network(models, "vrnn")
+    x, mask = batch(tf)
+    noise = noise_for(tf, net, 3, 7, 1)
+    names = ("post_loc", "post_scale", "prior_loc", "prior_scale")
+    m = mask.numpy()
+    kl_dims = bounds.kl_per_dimension(net.frame_terms(x, noise, mask=mask)).numpy()
+    mean_kl = (kl_dims * m[..., None]).sum(axis=(0, 1)) / m.sum()
+    order = np.argsort(mean_kl)
+    floor = float(mean_kl[order[:2]].mean())  # One dimension below the floor, two above.
+    below, above = order[:1], order[1:]
+    with tf.GradientTape(persistent=True) as tape:
+        terms = net.frame_terms(x, noise, mask=mask)
+        params = [terms["trajectory"][n] for n in names]
+        plain = bounds.elbo(terms, mask)
+        free = bounds.elbo(terms, mask, free_bits=floor)
+        plain_total, free_total = tf.reduce_sum(plain["objective"]), tf.reduce_sum(free["objective"])
+    np.testing.assert_allclose(kl_dims.sum(-1), terms["kl"].numpy(), rtol=1e-5, atol=1e-6)
+    expected = float(tf.reduce_sum(plain["log_px"])) - m.sum() * np.maximum(floor, mean_kl).sum()
+    np.testing.assert_allclose(float(free_total), expected, rtol=1e-5)
+    for key in ("elbo", "kl", "log_px"):  # What metrics report stays the true value.
+        np.testing.assert_array_equal(free[key].numpy(), plain[key].numpy())
+    for name, g_free, g_plain in zip(names, tape.gradient(free_total, params),
+                                     tape.gradient(plain_total, params)):
+        assert np.all(g_free.numpy()[..., below] == 0.0), name
+        assert np.any(g_plain.numpy()[..., below] != 0.0), name
+        np.testing.assert_allclose(g_free.numpy()[..., above], g_plain.numpy()[..., above],
+                                   rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+def test_free_bits_of_a_split_batch_equal_the_whole_batch(tf, lib):
+    # A batch split over replicas: with `batch_sum` adding the other part's sums, every part
+    # floors the whole batch's KL_d and its sequences get the whole batch's per-sequence terms.
+    bounds, models = lib
+    net = make_network(models, "storn")
+    x, mask = batch(tf)
+    kl_dims = bounds.kl_per_dimension(net.frame_terms(x, noise_for(tf, net, 3, 7, 1), mask=mask))
+    m = mask.numpy()
+    mean = lambda rows: (kl_dims.numpy()[rows] * m[rows][..., None]).sum(axis=(0, 1)) / m[rows].sum()
+    whole_kl, first_kl = mean(slice(0, 3)), mean(slice(0, 1))
+    d = np.argmax(np.abs(whole_kl - first_kl))
+    floor = float(whole_kl[d] + first_kl[d]) / 2  # Dimension d is above it in one, below in the other.
+    whole = bounds.free_bits_kl(kl_dims, mask, floor).numpy()
+    parts = []
+    for mine, other in ((slice(0, 1), slice(1, 3)), (slice(1, 3), slice(0, 1))):
+        other_sums = np.concatenate([(kl_dims.numpy()[other] * m[other][..., None]).sum(axis=(0, 1)),
+                                     [m[other].sum()]]).astype(np.float32)
+        parts.append(bounds.free_bits_kl(kl_dims[mine], mask[mine], floor,
+                                         batch_sum=lambda v: v + other_sums).numpy())
+    np.testing.assert_allclose(np.concatenate(parts), whole, rtol=1e-6)
+    # Alone, the first sequence's own KL_d would be floored differently.
+    assert not np.allclose(bounds.free_bits_kl(kl_dims[:1], mask[:1], floor).numpy(), whole[:1])
+
+
+def test_free_bits_objective_floors_training_and_not_evaluation(tf, lib):
+    """objectives.elbo with train.free_bits: a floor above every dimension's KL makes the trained
+    objective log p(x) - N * Z * floor (step given) and reports kl_trained_per_frame; evaluation
+    (step None) and the reported ELBO/KL are the plain ones."""
+    from avrnn_tf import config as config_lib
+    from avrnn_tf import objectives
+
+    bounds, models = lib
+    net = make_network(models, "vrnn")
+    x, mask = batch(tf)
+    c = config_lib.base_config()
+    c.train.free_bits = 1e3  # Far above any dimension's KL per frame.
+    trained = objectives.from_config(c)
+    seed = tf.constant([4, 5], tf.int32)
+    out = trained(net, x, mask, seed, tf.constant(3))
+    frames = float(tf.reduce_sum(mask))
+    np.testing.assert_allclose(float(tf.reduce_sum(out["objective"])),
+                               float(tf.reduce_sum(out["per_frame"]["log_px"])) - frames * net.z_dim * 1e3,
+                               rtol=1e-5)
+    assert "kl_trained" in out["per_frame"]
+    assert "kl_trained_per_frame" in objectives.metric_names(trained, net)
+    c.train.free_bits = 0.0
+    plain = objectives.from_config(c)(net, x, mask, seed, tf.constant(3))
+    np.testing.assert_allclose(out["per_frame"]["elbo"].numpy(), plain["per_frame"]["elbo"].numpy())
+    held_out = trained(net, x, mask, seed, None)
+    np.testing.assert_allclose(held_out["objective"].numpy(), plain["objective"].numpy(), rtol=1e-6)
+    assert "kl_trained" not in held_out["per_frame"]

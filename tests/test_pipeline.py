@@ -141,3 +141,51 @@ def test_training_datasets_turn_tf_data_autotuning_off(tf, pipeline):
                pipeline.phase_train_dataset(x, mask, 2, 0, 0, 3)):
         assert ds.options().autotune.enabled is False
         assert next(iter(ds))[0].shape[-1] == 3  # Still produces batches.
+
+
+def test_whole_sequences_cut_only_what_exceeds_the_budget(pipeline):
+    st = pipeline.Standardizer(0.0, 1.0)
+    utts = [("a", np.arange(2500, dtype=np.float32)), ("b", np.arange(700, dtype=np.float32))]
+    pieces = pipeline.whole_sequences(utts, st, frame_size=100, max_frames=10)
+    assert [len(p) for p in pieces] == [10, 10, 5, 7]
+    np.testing.assert_array_equal(np.concatenate(pieces[:3]).reshape(-1), np.arange(2500))
+
+
+def whole_sequence_source(pipeline, num=200, budget=256, batch_size=16, seed=3):
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, budget + 1, num)
+    lengths[:3] = [budget, budget - 1, 1]  # The extremes.
+    # Sequence i's frames hold the value i, so a batch row says which sequence it is.
+    sequences = [np.full([n, 3], i, np.float32) for i, n in enumerate(lengths)]
+    return lengths, pipeline.WholeSequenceBatches(sequences, batch_size, budget, seed)
+
+
+def test_whole_sequence_batches_respect_max_batch_frames(tf, pipeline):
+    lengths, source = whole_sequence_source(pipeline)
+    real = padded = 0
+    epochs = [[], []]
+    for step, (x, mask) in enumerate(source.dataset(0).take(sum(
+            len(source.plan(e)) for e in range(2))).as_numpy_iterator()):
+        assert x.shape[0] <= 16 and x.shape[0] * x.shape[1] <= 256, x.shape
+        ids = x[:, 0, 0].astype(int)
+        np.testing.assert_array_equal(mask.sum(axis=1), lengths[ids])  # Whole, never truncated.
+        assert np.all(np.diff(mask, axis=1) <= 0) and np.all(x[mask == 0] == 0)
+        np.testing.assert_array_equal(x[mask > 0], np.repeat(ids, lengths[ids])[:, None] * [1, 1, 1])
+        epochs[0 if step < len(source.plan(0)) else 1].extend(ids)
+        real, padded = real + mask.sum(), padded + mask.size
+    for ids in epochs:  # Every sequence once per data-epoch.
+        assert sorted(ids) == list(range(len(lengths)))
+    assert epochs[0] != epochs[1]
+    assert real / padded > 0.85  # Length bucketing keeps padding small.
+
+
+def test_whole_sequence_batches_are_a_function_of_the_step(tf, pipeline):
+    lengths, source = whole_sequence_source(pipeline, num=60)
+    rows = lambda ds, n: [tuple(x[:, 0, 0].astype(int)) for x, _ in ds.take(n).as_numpy_iterator()]
+    first = len(source.plan(0))
+    full = rows(source.dataset(0), 2 * first + 3)
+    for start in (2, first - 1, first + 1, 2 * first):  # Resumed mid-epoch, at and across a boundary.
+        _, fresh = whole_sequence_source(pipeline, num=60)  # A new process: nothing remembered.
+        assert rows(fresh.dataset(start), 3) == full[start:start + 3], start
+    _, other = whole_sequence_source(pipeline, num=60, seed=4)
+    assert rows(other.dataset(0), first) != full[:first]

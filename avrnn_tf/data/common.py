@@ -74,11 +74,15 @@ def pad_batches(frames, batch_size):
     batches = []
     for start in range(0, len(frames), batch_size):
         group = frames[start:start + batch_size]
-        t = -(-max(len(f) for f in group) // 8) * 8
-        x = np.zeros([len(group), t, group[0].shape[-1]], np.float32)
-        mask = np.zeros([len(group), t], np.float32)
-        for i, f in enumerate(group):
-            x[i, :len(f)] = f
-            mask[i, :len(f)] = 1.0
-        batches.append((x, mask))
+        batches.append(pad_group(group, -(-max(len(f) for f in group) // 8) * 8))
     return batches
+
+
+def pad_group(frames, length):
+    """Frame arrays [T_i, D] (T_i <= length) -> (x [N, length, D], mask [N, length]), zero-padded."""
+    x = np.zeros([len(frames), length, frames[0].shape[-1]], np.float32)
+    mask = np.zeros([len(frames), length], np.float32)
+    for i, f in enumerate(frames):
+        x[i, :len(f)] = f
+        mask[i, :len(f)] = 1.0
+    return x, mask

@@ -14,6 +14,14 @@ Splits:
 Training batches are a pure function of the global step: step s of data-epoch e = s // S takes
 chunk positions [(s mod S) * B, ...) of a stateless shuffle seeded by (seed, e). A run resumed at
 step s therefore sees exactly the batches an uninterrupted run would, with no iterator state.
+
+Whole-sequence training (`data.train_frames = 0`): each training utterance is one sequence (cut
+into pieces of at most `data.max_batch_frames` frames only if it is longer than that). Every
+data-epoch is planned from the seed alone: the utterances are permuted (seeded by (seed, e)),
+taken in pools of POOL_BATCHES * B, each pool is sorted by length and cut greedily into batches of
+at most B sequences whose padded size (sequences x padded length, the longest rounded up to a
+multiple of 8) stays within `max_batch_frames`, and the batches are permuted. Global step s is the
+batch at position s of the concatenated plans, so a resumed run again sees the same batches.
 """
 
 import dataclasses
@@ -29,7 +37,7 @@ from avrnn_tf.data import corpora
 from avrnn_tf.data import prepared
 from avrnn_tf.data import synthetic
 # The shared types and helpers the readers use too (a leaf module: no import cycle).
-from avrnn_tf.data.common import FSDD_NAME, Corpus, Utterance, for_fit, pad_batches, split_names  # noqa: F401
+from avrnn_tf.data.common import FSDD_NAME, Corpus, Utterance, for_fit, pad_batches, pad_group, split_names  # noqa: F401
 
 @dataclasses.dataclass(frozen=True)
 class Standardizer:
@@ -155,6 +163,98 @@ def phase_train_dataset(x, mask, batch_size, seed, start_step, num_phases):
 
     ds = tf.data.Dataset.range(start_step, np.iinfo(np.int64).max // num_phases)
     return for_fit(ds.map(batches, num_parallel_calls=PARALLEL_CALLS, deterministic=True).prefetch(2))
+
+
+POOL_BATCHES = 20  # Whole-sequence batches are bucketed by length within pools of this many.
+
+
+def whole_sequences(utterances, standardizer, frame_size, max_frames):
+    """Standardized frames [T_i, frame_size] of every utterance, in order; an utterance longer
+    than `max_frames` frames is cut into consecutive pieces of at most `max_frames`."""
+    pieces = []
+    for _, samples in utterances:
+        frames = frame(standardizer.apply(samples), frame_size)
+        pieces.extend(frames[start:start + max_frames] for start in range(0, len(frames), max_frames))
+    return pieces
+
+
+def padded_length(longest, cap=None):
+    """The padded length of a batch whose longest sequence has `longest` frames: rounded up to a
+    multiple of 8 frames (fewer distinct shapes to trace), never above `cap` when given."""
+    length = -(-longest // 8) * 8
+    return length if cap is None else min(length, cap)
+
+
+def whole_sequence_plan(lengths, batch_size, max_batch_frames, seed, epoch):
+    """The batches of data-epoch `epoch`: a list of index arrays into `lengths` (see the module
+    docstring). Every index appears once; every batch has at most `batch_size` indices and
+    len(batch) * padded_length(longest, max_batch_frames) <= max_batch_frames. Needs
+    max(lengths) <= max_batch_frames."""
+    lengths = np.asarray(lengths)
+    rng = np.random.default_rng([seed % 2 ** 32, epoch])
+    order = rng.permutation(len(lengths))
+    pool = POOL_BATCHES * batch_size
+    batches = []
+    for start in range(0, len(order), pool):
+        members = order[start:start + pool]
+        current = []
+        for i in members[np.argsort(lengths[members], kind="stable")]:
+            size = (len(current) + 1) * padded_length(int(lengths[i]), max_batch_frames)
+            if current and (len(current) == batch_size or size > max_batch_frames):
+                batches.append(current)
+                current = []
+            current.append(i)
+        batches.append(current)
+    return [np.array(batches[j]) for j in rng.permutation(len(batches))]
+
+
+class WholeSequenceBatches:
+    """Training batches (x [b, T_b, D], mask [b, T_b]) of whole sequences, b <= batch_size and
+    b * T_b <= max_batch_frames, as a function of the global step (`whole_sequence_plan`).
+
+    `sequences` is the list of `whole_sequences`. The number of batches of each data-epoch is
+    remembered, so locating a step costs one plan per new epoch.
+    """
+
+    def __init__(self, sequences, batch_size, max_batch_frames, seed):
+        self.sequences = sequences
+        self.lengths = [len(f) for f in sequences]
+        self.batch_size, self.max_batch_frames, self.seed = batch_size, max_batch_frames, seed
+        self.epoch_sizes = []
+
+    def __len__(self):
+        return len(self.sequences)
+
+    def plan(self, epoch):
+        return whole_sequence_plan(self.lengths, self.batch_size, self.max_batch_frames, self.seed,
+                                   epoch)
+
+    def locate(self, step):
+        """(data-epoch, position in its plan) of global step `step`."""
+        epoch = 0
+        while True:
+            if epoch == len(self.epoch_sizes):
+                self.epoch_sizes.append(len(self.plan(epoch)))
+            if step < self.epoch_sizes[epoch]:
+                return epoch, step
+            step -= self.epoch_sizes[epoch]
+            epoch += 1
+
+    def dataset(self, start_step):
+        """The endless tf.data.Dataset of the batches of steps start_step, start_step + 1, ..."""
+        def batches():
+            epoch, position = self.locate(start_step)
+            while True:
+                for idx in self.plan(epoch)[position:]:
+                    group = [self.sequences[i] for i in idx]
+                    yield pad_group(group, padded_length(max(len(f) for f in group),
+                                                         self.max_batch_frames))
+                epoch, position = epoch + 1, 0
+
+        width = self.sequences[0].shape[-1]
+        spec = (tf.TensorSpec([None, None, width], tf.float32),
+                tf.TensorSpec([None, None], tf.float32))
+        return for_fit(tf.data.Dataset.from_generator(batches, output_signature=spec).prefetch(2))
 
 
 def eval_batches(utterances, standardizer, frame_size, batch_size, max_utterances=0):

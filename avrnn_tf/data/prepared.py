@@ -230,6 +230,10 @@ def check_config(stats, data, path):
     if data.sample_rate and data.sample_rate != stats["sample_rate"]:
         problems.append(f"config.data.sample_rate = {data.sample_rate} but {path} was prepared at "
                         f"{stats['sample_rate']} Hz (use 0, or prepare again)")
+    if data.train_frames == 0:
+        problems.append(f"config.data.train_frames = 0 (whole utterances) is not available for "
+                        f"the prepared corpus {path}, which is streamed in chunks; use "
+                        "data.train_frames > 0, or train on the raw directory")
     if problems:
         raise audio.DataError("; ".join(problems))
 

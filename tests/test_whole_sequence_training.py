@@ -12,12 +12,12 @@ def test_padding_contributes_nothing_to_the_objective_or_its_gradient(tf, kind):
     """A padded whole-sequence batch gives the objective and gradient of its sequences run one
     by one without padding, whatever the padded frames and their noise hold. (Z-Forcing's
     backward LSTM reads the future, so a mask that leaked would show there first.)"""
-    from avrnn_tf import bounds, models
+    from avrnn_tf import bounds, models, registry
     from avrnn_tf.data import pipeline
 
     spec = models.ModelSpec(kind=kind, emission="gmm", x_dim=4, h_dim=12, z_dim=3, mlp_units=10,
                             num_mixtures=2)
-    net = models.create_network(spec)
+    net = registry.create_network(spec)
     rng = np.random.default_rng(0)
     lengths = [9, 3, 6]
     frames = [rng.normal(size=[n, 4]).astype(np.float32) for n in lengths]

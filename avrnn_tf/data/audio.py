@@ -10,6 +10,7 @@ Every problem is reported as a `DataError` that names the file or directory and 
 import collections
 import math
 import os
+import stat
 
 import numpy as np
 
@@ -47,9 +48,31 @@ def find_audio_files(directory, extensions=AUDIO_EXTENSIONS):
     return found
 
 
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a directory"))
+
+
+def regular_file_size(path):
+    """The size in bytes of `path`, a regular file; DataError (naming the file) otherwise.
+
+    A FIFO, socket or device named like audio is refused before anything opens it: opening a FIFO
+    blocks until a writer appears (forever, in a data directory) and a device never ends.
+    """
+    try:
+        mode = os.stat(path)
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror})") from None
+    if not stat.S_ISREG(mode.st_mode):
+        kind = next((name for test, name in _KINDS if test(mode.st_mode)), "not a plain file")
+        raise DataError(f"{path}: not a regular file ({kind}); not opened")
+    return mode.st_size
+
+
 def read_audio(path):
     """Returns (samples float32 [n] mono, sample_rate) of one audio file."""
     import soundfile  # Imported here so that the package imports without libsndfile.
+
+    regular_file_size(path)
 
     try:
         samples, rate = _read_blocks(soundfile, path)

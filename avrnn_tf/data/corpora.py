@@ -12,7 +12,7 @@ Layouts (`detect_format` picks one when `data.format` is "auto"):
             split of a file never changes when other files are added or removed.
 
 Reading (`scan`) decodes one file at a time and turns every problem into a `Problem` (the file and
-why): a zero-length file, a file libsndfile cannot decode (corrupt, truncated header, not audio), no
+why): a FIFO, socket or device (never opened), a zero-length file, a file libsndfile cannot decode (corrupt, truncated header, not audio), no
 samples, NaN/Inf samples, a clip shorter than one frame after resampling, and - when no sample rate
 is configured - a rate different from the corpus's most common one. `read_corpus` then either stops
 with one `DataError` listing every problem (the default) or, with `skip_bad_files`, drops those
@@ -166,11 +166,7 @@ def split_corpus(fmt, names_by_part, valid_fraction, seed):
 
 def decode(path, decoder="soundfile"):
     """(samples float32 [n], rate) of one file; DataError naming the file for any failure."""
-    try:
-        size = os.path.getsize(path)
-    except OSError as e:
-        raise audio.DataError(f"{path}: cannot be read ({e.strerror})") from None
-    if size == 0:
+    if audio.regular_file_size(path) == 0:
         raise audio.DataError(f"{path}: empty file (0 bytes)")
     if decoder == "tfio":
         from avrnn_tf.data import tfio_backend
@@ -186,6 +182,7 @@ def header_rates(paths):
     rates = {}
     for path in paths:
         try:
+            audio.regular_file_size(path)  # A FIFO would block soundfile.info forever.
             rates[path] = int(soundfile.info(path).samplerate)
         except Exception:  # Reported by `scan` with the decoder's reason.
             pass

@@ -119,9 +119,10 @@ def prepare(source, output, fmt="auto", sample_rate=0, frame_size=200, valid_fra
         name = os.path.relpath(path, source)
         digest.update(name.encode("utf-8") + b"\0")
         try:
+            audio.regular_file_size(path)  # Never open a FIFO or device (it would block).
             with open(path, "rb") as f:
                 digest.update(hashlib.sha256(f.read()).digest())
-        except OSError:
+        except (OSError, audio.DataError):
             pass  # Reported by the decode in `scan`.
     for name, samples, problem in corpora.scan(every, source, rate, rates, frame_size, decoder):
         if problem:
@@ -209,10 +210,11 @@ def load_stats(path):
     sizes = stats.get("shard_bytes", {})
     for key in SPLITS:
         for shard in stats["shards"].get(key, []):
-            if not os.path.isfile(os.path.join(path, shard)):
+            if not os.path.lexists(os.path.join(path, shard)):
                 raise audio.DataError(f"{stats_path} lists shard {shard!r}, which is missing")
-            # A truncated or rewritten shard would fail mid-epoch: catch it before training.
-            size = os.path.getsize(os.path.join(path, shard))
+            # A truncated or rewritten shard would fail mid-epoch, a FIFO would block: catch them
+            # before training.
+            size = audio.regular_file_size(os.path.join(path, shard))
             if shard in sizes and size != sizes[shard]:
                 raise audio.DataError(f"{os.path.join(path, shard)} is {size} bytes but {stats_path} "
                                       f"says {sizes[shard]} (truncated or changed?): prepare again")

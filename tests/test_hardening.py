@@ -79,3 +79,114 @@ def test_item2_fifo_wav_is_a_bad_file(tmp_path, layout):
         assert proc.returncode == 2, proc.stderr
         assert f"{shard}: not a regular file (a FIFO); not opened" in proc.stderr
     sock.close()
+
+
+# ------------------------------------------------------- item 4: malformed piano-roll files
+_FRAMES = [[60, 64], [62], []]
+
+
+def _splits(**override):
+    return {**{s: [_FRAMES] for s in ("train", "valid", "test")}, **override}
+
+
+def _deep_list(depth, leaf):
+    """A pickle of a list nested `depth` deep (built by opcodes: pickle.dumps would recurse)."""
+    return b"\x80\x02]" + b"]" * depth + b"K" + bytes([leaf]) + b"a" * (depth + 1) + b"."
+
+
+def _pickle_with_notes(note_pickle):
+    """{"train": [[<note>]], "valid": [[[60]]], "test": [[[60]]]} with the raw pickle of one note."""
+    import pickle
+
+    head = pickle.dumps({"valid": [[[60]]], "test": [[[60]]]}, protocol=2)[:-1]  # Drop STOP.
+    return head + b"X\x05\x00\x00\x00train]]" + note_pickle[2:-1] + b"aas."
+
+
+def _mat(path, train_cells):
+    from scipy import io as sio
+
+    def cells(arrays):
+        out = np.empty([1, len(arrays)], object)
+        for i, a in enumerate(arrays):
+            out[0, i] = a
+        return out
+
+    ok = np.zeros([4, 88])
+    ok[:, 39] = 1
+    sio.savemat(path, {"traindata": cells(train_cells), "validdata": cells([ok]),
+                       "testdata": cells([ok])})
+
+
+def _write_case(tmp_path, case):
+    import json
+    import pickle
+
+    if case == "nan_note":
+        data = pickle.dumps(_splits(train=[[[float("nan")]]]))
+    elif case == "inf_note":
+        data = pickle.dumps(_splits(train=[[[float("inf")]]]))
+    elif case == "int_sequence":
+        data = pickle.dumps(_splits(train=[5]))
+    elif case == "none_sequence":
+        data = pickle.dumps(_splits(valid=[None]))
+    elif case == "mixed_keys":
+        data = pickle.dumps({"train": [_FRAMES], 1: 2, (3,): 4})
+    elif case == "deep_notes":
+        data = _pickle_with_notes(_deep_list(100000, 60))
+    elif case == "empty_valid":
+        data = pickle.dumps(_splits(valid=[]))
+    elif case == "huge_string_note":
+        data = pickle.dumps(_splits(train=[[["x" * 1000000]]]))
+    elif case == "deep_json":
+        path = tmp_path / "deep.json"
+        path.write_text('{"train": ' + "[" * 100000 + "]" * 100000 + ', "valid": [], "test": []}')
+        return str(path)
+    else:
+        path = str(tmp_path / "complex.mat")
+        roll = np.zeros([4, 88], complex)
+        roll[:, 40] = 1  # Complex with a zero imaginary part: numpy casts it with a warning.
+        _mat(path, [roll])
+        return path
+    path = tmp_path / f"{case}.pickle"
+    path.write_bytes(data)
+    return str(path)
+
+
+ITEM4_CASES = {  # case -> what the one-line message must say
+    "nan_note": "note nan is not an integer MIDI note number",
+    "inf_note": "note inf is not an integer MIDI note number",
+    "int_sequence": "[train]: sequence 0 is int, expected a list of frames",
+    "none_sequence": "[valid]: sequence 0 is NoneType, expected a list of frames",
+    "mixed_keys": "expected a dict with keys ['train', 'valid', 'test'], found ['(3,)', '1', 'train']",
+    "deep_notes": "is not an integer MIDI note number",
+    "empty_valid": "the 'valid' split is empty",
+    "huge_string_note": "note 'xxxxxxxxxxxxxxxxx",
+    "deep_json": "not valid JSON (maximum recursion depth exceeded",
+    "complex_mat": "traindata{1} holds complex128 values, expected real 0/1 values",
+}
+
+
+@pytest.mark.parametrize("case", sorted(ITEM4_CASES))
+def test_item4_malformed_pianoroll_is_one_short_line(tmp_path, case):
+    """Each of these gave a traceback (or a 1 MB message, or was accepted with a warning)."""
+    from avrnn_tf.data import pianoroll
+
+    path = _write_case(tmp_path, case)
+    with pytest.raises(pianoroll.DataError) as error:
+        pianoroll.load_rolls(path)
+    message = str(error.value)
+    assert ITEM4_CASES[case] in message and message.startswith(path)
+    assert "\n" not in message and len(message) < 300 + len(path), message[:500]
+
+
+def test_item4_empty_valid_split_exits_2_from_avrnn_train(tmp_path):
+    """The empty valid split loaded, then training died with KeyError: 'num_frames'."""
+    path = _write_case(tmp_path, "empty_valid")
+    proc = run_cli("avrnn_tf.train", "--config=configs/vrnn_gauss.py:tiny",
+                   f"--workdir={tmp_path / 'work'}", f"--config.data.path={path}",
+                   "--config.data.format=pianoroll", "--config.data.frame_size=88",
+                   "--config.model.emission=bernoulli", "--config.train.steps=2", "--progress=none",
+                   timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "the 'valid' split is empty" in lines[0], proc.stderr[-2000:]

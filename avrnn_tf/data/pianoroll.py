@@ -30,8 +30,10 @@ emission with its bias initialised to the logit of the training mean).
 
 import io
 import json
+import math
 import os
 import pickle
+import reprlib
 
 import numpy as np
 
@@ -41,6 +43,19 @@ NUM_NOTES = 88
 LOWEST_NOTE = 21
 SPLITS = ("train", "valid", "test")
 _MAT_KEYS = {"train": "traindata", "valid": "validdata", "test": "testdata"}
+_SHOW = reprlib.Repr()  # Values quoted in messages: depth, length and string size cut.
+_SHOW.maxlevel, _SHOW.maxstring, _SHOW.maxother, _SHOW.maxlist = 3, 40, 40, 6
+
+
+def show(value):
+    """A short repr of `value` for a message (a 1 MB string or 10^5-deep list stays one line)."""
+    return _SHOW.repr(value)
+
+
+def cut(text, limit=200):
+    """`text` on one line, at most `limit` characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 class SafeUnpickler(pickle.Unpickler):
@@ -55,7 +70,7 @@ class SafeUnpickler(pickle.Unpickler):
         self.source = source
 
     def find_class(self, module, name):
-        raise DataError(f"{self.source}: refusing to unpickle the global {module}.{name}; only plain "
+        raise DataError(f"{self.source}: refusing to unpickle the global {cut(module, 100)}.{cut(name, 100)}; only plain "
                         "lists, tuples, dicts, strings and numbers are allowed in a piano-roll pickle")
 
     def persistent_load(self, pid):
@@ -69,7 +84,7 @@ def safe_pickle_loads(data, source="<pickle>"):
     except DataError:
         raise
     except Exception as e:  # Truncated or corrupt files raise several types.
-        raise DataError(f"{source}: not a readable pickle ({type(e).__name__}: {e})") from None
+        raise DataError(f"{source}: not a readable pickle ({type(e).__name__}: {cut(e)})") from None
 
 
 def notes_to_roll(sequence, source, index):
@@ -79,10 +94,14 @@ def notes_to_roll(sequence, source, index):
         if not isinstance(notes, (list, tuple)):
             raise DataError(f"{source}: sequence {index}, frame {t} is {type(notes).__name__}, "
                             "expected a list of MIDI note numbers")
+        if len(notes) > NUM_NOTES:  # Bounds the work per frame (a shared 10^6-note list).
+            raise DataError(f"{source}: sequence {index}, frame {t} lists {len(notes)} notes "
+                            f"(a piano has {NUM_NOTES})")
         for note in notes:
-            if isinstance(note, bool) or not isinstance(note, (int, float)) or note != int(note):
-                raise DataError(f"{source}: sequence {index}, frame {t}: note {note!r} is not an "
-                                "integer MIDI note number")
+            if isinstance(note, bool) or not isinstance(note, (int, float)) or \
+                    not math.isfinite(note) or note != int(note):
+                raise DataError(f"{source}: sequence {index}, frame {t}: note {show(note)} is not "
+                                "an integer MIDI note number")
             column = int(note) - LOWEST_NOTE
             if not 0 <= column < NUM_NOTES:
                 raise DataError(f"{source}: sequence {index}, frame {t}: MIDI note {note} is outside "
@@ -93,15 +112,18 @@ def notes_to_roll(sequence, source, index):
 
 def _from_note_lists(data, source):
     if not isinstance(data, dict) or not all(k in data for k in SPLITS):
-        keys = sorted(data) if isinstance(data, dict) else type(data).__name__
+        keys = show(sorted(map(str, data))) if isinstance(data, dict) else type(data).__name__
         raise DataError(f"{source}: expected a dict with keys {list(SPLITS)}, found {keys}")
-    rolls = {}
     for split in SPLITS:
         sequences = data[split]
         if not isinstance(sequences, (list, tuple)):
             raise DataError(f"{source}: '{split}' is {type(sequences).__name__}, expected a list")
-        rolls[split] = [notes_to_roll(seq, f"{source} [{split}]", i) for i, seq in enumerate(sequences)]
-    return rolls
+        for i, seq in enumerate(sequences):
+            if not isinstance(seq, (list, tuple)):
+                raise DataError(f"{source} [{split}]: sequence {i} is {type(seq).__name__}, "
+                                "expected a list of frames")
+    return {split: [notes_to_roll(seq, f"{source} [{split}]", i) for i, seq in enumerate(data[split])]
+            for split in SPLITS}
 
 
 def _from_mat(path):
@@ -110,7 +132,7 @@ def _from_mat(path):
     try:
         mat = sio.loadmat(path)
     except Exception as e:
-        raise DataError(f"{path}: cannot read as a MATLAB file ({e})") from None
+        raise DataError(f"{path}: cannot read as a MATLAB file ({cut(e)})") from None
     rolls = {}
     for split, key in _MAT_KEYS.items():
         if key not in mat:
@@ -122,6 +144,9 @@ def _from_mat(path):
             seq = np.asarray(seq)
             if seq.ndim != 2 or seq.shape[1] != NUM_NOTES:
                 raise DataError(f"{path}: {key}{{{i + 1}}} has shape {seq.shape}, expected T x {NUM_NOTES}")
+            if seq.dtype.kind not in "biuf":  # Complex (its imaginary part), strings, structs.
+                raise DataError(f"{path}: {key}{{{i + 1}}} holds {seq.dtype} values, expected real "
+                                "0/1 values")
             if not np.all((seq == 0) | (seq == 1)):
                 raise DataError(f"{path}: {key}{{{i + 1}}} holds values other than 0 and 1")
             rolls[split].append(seq.astype(np.float32))
@@ -145,8 +170,8 @@ def load_rolls(path):
         try:
             with open(path) as f:
                 data = json.load(f)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise DataError(f"{path}: not valid JSON ({e})") from None
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
+            raise DataError(f"{path}: not valid JSON ({cut(e)})") from None
         rolls = _from_note_lists(data, path)
     else:
         raise DataError(f"piano-roll file {path!r}: unknown extension {ext!r} "
@@ -155,8 +180,9 @@ def load_rolls(path):
         empty = [i for i, r in enumerate(rolls[split]) if len(r) == 0]
         if empty:
             raise DataError(f"{path}: '{split}' sequence(s) {empty[:5]} have no frames")
-    if not rolls["train"]:
-        raise DataError(f"{path}: the 'train' split is empty")
+    for split in ("train", "valid"):  # Training and its validation need both.
+        if not rolls[split]:
+            raise DataError(f"{path}: the '{split}' split is empty")
     return rolls
 
 

@@ -68,6 +68,8 @@ def base_config():
         decoder="auto",         # auto | soundfile | tfio (auto: tensorflow-io when its ops run)
         shuffle_buffer=1024,    # chunks held by the shuffle buffer when streaming a prepared corpus
         stream=False,           # True: prepare a raw data.path into <workdir>/prepared and stream it
+        max_pianoroll_frames=1_000_000,  # bound on a piano-roll file's frames (352 MB of rolls),
+                                # checked while reading (data/pianoroll.py); raise it for bigger files
     ))
     c.train = ml_collections.ConfigDict(dict(
         steps=2000,
@@ -188,6 +190,7 @@ _CHECKS = {
     "data.decoder": (str, lambda v: v in DECODERS, f"one of {DECODERS}"),
     "data.shuffle_buffer": (int, lambda v: v >= 1, "an integer >= 1"),
     "data.stream": (bool, None, "true or false"),
+    "data.max_pianoroll_frames": (int, lambda v: v >= 1, "an integer >= 1"),
     "train.steps": (int, lambda v: v >= 1, "an integer >= 1"),
     "train.optimizer": (str, lambda v: v in OPTIMIZERS, f"one of {OPTIMIZERS}"),
     "train.learning_rate": (float, lambda v: 0 < v < 10, "a float in (0, 10)"),

@@ -190,3 +190,102 @@ def test_item4_empty_valid_split_exits_2_from_avrnn_train(tmp_path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "the 'valid' split is empty" in lines[0], proc.stderr[-2000:]
+
+
+# ------------------------------------------------------- item 3: piano-roll memory bound
+PIANOROLL_PEAK_MB = 400  # Documented in README "Bad input": reading a refused file stays below it.
+
+
+def _peak_rss_mb(code, *args, timeout=120):
+    """Runs `python -c code args` in a fresh process; (CompletedProcess, its peak RSS in MB)."""
+    import subprocess
+    import sys
+
+    wrapper = ("import resource, subprocess, sys\n"
+               "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+               "sys.stdout.write(p.stdout); sys.stderr.write(p.stderr)\n"
+               "print('PEAK_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+               "sys.exit(p.returncode)\n")
+    proc = subprocess.run([sys.executable, "-c", wrapper, sys.executable, "-c", code, *args],
+                          capture_output=True, text=True, timeout=timeout,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    peak = int(proc.stdout.rsplit("PEAK_KB", 1)[1])
+    return proc, peak / 1024
+
+
+def _mat_element(kind, payload):
+    import struct
+
+    return struct.pack("<II", kind, len(payload)) + payload + b"\0" * (-len(payload) % 8)
+
+
+def _write_compressed_mat(path, cells):
+    """A MATLAB v5 file of three 1 x 1 cell variables, each one float64 [frames, 88] matrix given
+    as (frames, note or None): zeros with `note` sounding throughout, zlib-compressed as MATLAB
+    writes them. The zeros are streamed into zlib, so a GB-sized variable costs no memory here."""
+    import struct
+    import zlib
+
+    with open(path, "wb") as f:
+        f.write(b"MATLAB 5.0 MAT-file, hardening test".ljust(116) + b"\0" * 8 + b"\x00\x01IM")
+        for name, (frames, note) in zip(("traindata", "validdata", "testdata"), cells):
+            values = 8 * frames * 88
+            inner = (_mat_element(6, struct.pack("<II", 6, 0)) + _mat_element(5, struct.pack(
+                "<ii", frames, 88)) + _mat_element(1, b"") + struct.pack("<II", 9, values))
+            body = (_mat_element(6, struct.pack("<II", 1, 0)) + _mat_element(5, struct.pack(
+                "<ii", 1, 1)) + _mat_element(1, name.encode()) + struct.pack("<II", 14, len(inner)
+                                                                               + values) + inner)
+            z = zlib.compressobj(9)
+            out = [z.compress(struct.pack("<II", 14, len(body) + values) + body)]
+            column = np.zeros([frames, 88])
+            if note is not None and frames <= 1000:
+                column[:, note] = 1.0
+                out.append(z.compress(column.T.tobytes()))  # MATLAB stores column-major.
+            else:
+                chunk = bytes(1 << 24)
+                for start in range(0, values, len(chunk)):
+                    out.append(z.compress(chunk[: min(len(chunk), values - start)]))
+            data = b"".join(out) + z.flush()
+            f.write(struct.pack("<II", 15, len(data)) + data)
+
+
+LOAD = ("import sys; from avrnn_tf.data import pianoroll\n"
+        "try:\n    pianoroll.load_rolls(sys.argv[1])\n"
+        "except pianoroll.DataError as e:\n    print(e); sys.exit(2)\n")
+
+
+@pytest.mark.parametrize("kind", ["shared_pickle", "zlib_mat"])
+def test_item3_pianoroll_memory_is_bounded(tmp_path, kind):
+    """A 2 KB pickle of 3 * 10^6 shared frames (1 GB of rolls) and a 1 MB zlib .mat inflating to
+    845 MB of float64 (1.5 GB peak on the old code) are refused while being read."""
+    import pickle
+
+    from avrnn_tf.data import pianoroll
+
+    if kind == "shared_pickle":
+        sequence = [[60, 64]] * 3000
+        path = str(tmp_path / "shared.pickle")
+        with open(path, "wb") as f:
+            pickle.dump({"train": [sequence] * 1000, "valid": [sequence], "test": [sequence]}, f)
+        expected = "holds 3006000 frames, more than the bound of 1000000 (336 MB as float32 rolls)"
+    else:
+        path = str(tmp_path / "bomb.mat")
+        _write_compressed_mat(path, [(1_200_000, None), (4, 40), (4, 40)])
+        expected = "its variables inflate to more than 672 MB, the size of 1000000 frames"
+    assert os.path.getsize(path) < 2 ** 20
+    proc, peak = _peak_rss_mb(LOAD, path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert expected in proc.stdout and "config.data.max_pianoroll_frames" in proc.stdout
+    assert peak < PIANOROLL_PEAK_MB, f"peak RSS {peak:.0f} MB"
+    # The bound is exact and the config field raises it (small files: nothing big is built).
+    small = str(tmp_path / f"small{os.path.splitext(path)[1]}")
+    if kind == "shared_pickle":
+        with open(small, "wb") as f:
+            pickle.dump({"train": [[[61]] * 3], "valid": [[[62]]], "test": [[[63]]]}, f)
+    else:
+        _write_compressed_mat(small, [(3, 40), (1, 41), (1, 42)])
+    with pytest.raises(pianoroll.DataError, match="5 frames, more than the bound of 4"):
+        pianoroll.load_rolls(small, max_frames=4)
+    rolls = pianoroll.load_rolls(small, max_frames=5)
+    assert [len(r) for s in pianoroll.SPLITS for r in rolls[s]] == [3, 1, 1]
+    assert rolls["valid"][0][0, 41] == 1 and rolls["valid"][0].sum() == 1

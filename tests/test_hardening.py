@@ -289,3 +289,52 @@ def test_item3_pianoroll_memory_is_bounded(tmp_path, kind):
     rolls = pianoroll.load_rolls(small, max_frames=5)
     assert [len(r) for s in pianoroll.SPLITS for r in rolls[s]] == [3, 1, 1]
     assert rolls["valid"][0][0, 41] == 1 and rolls["valid"][0].sum() == 1
+
+
+# ------------------------------------------------------- item 10: silently accepted audio
+def _damaged_audio(root):
+    """Six good WAVs plus: a 0.25 s WAV whose header claims 10 h, a WAV cut mid-data, a float WAV
+    at 1e30 and one at 3 (outside [-1, 1] at a plausible scale)."""
+    import struct
+
+    h.make_wav_dir(root, n=6, rate=8000)
+    liar = h.write(os.path.join(root, "liar.wav"), h.tone(0.25, 8000, seed=9), 8000, subtype="PCM_16")
+    data = bytearray(h.read_bytes(liar))
+    at, claimed = data.find(b"data"), 10 * 3600 * 8000 * 2
+    data[at + 4:at + 8] = struct.pack("<I", claimed)
+    data[4:8] = struct.pack("<I", claimed + at - 4)
+    with open(liar, "wb") as f:
+        f.write(data)
+    cut = h.write(os.path.join(root, "cut.wav"), h.tone(0.5, 8000, seed=8), 8000, subtype="PCM_16")
+    whole = h.read_bytes(cut)
+    with open(cut, "wb") as f:
+        f.write(whole[:44 + 2 * 3000])  # 3000 of the 4000 samples the header announces.
+    h.write(os.path.join(root, "huge.wav"), h.tone(0.3, 8000, seed=7) * 1e30, 8000, subtype="FLOAT")
+    h.write(os.path.join(root, "hot.wav"), h.tone(0.3, 8000, seed=6) * 10, 8000, subtype="FLOAT")
+
+
+def test_item10_damaged_audio_is_warned_or_refused(tmp_path):
+    """All four were read silently: now the truncated ones and the hot one are used with a
+    warning in the run log and the report, and the 1e30 one is refused."""
+    data, work = str(tmp_path / "data"), str(tmp_path / "work")
+    _damaged_audio(data)
+    args = ["--config=configs/vrnn_gauss.py:tiny", f"--workdir={work}", f"--config.data.path={data}",
+            "--config.data.frame_size=80", "--config.train.steps=2", "--config.train.eval_every=2",
+            "--config.train.audio_every=0", "--config.train.num_final_samples=0", "--progress=none"]
+    proc = run_cli("avrnn_tf.train", *args, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "1 of 10 files" in proc.stderr and "huge.wav: samples reach 3.25e+29, beyond any " \
+        "audio scale" in proc.stderr and "liar.wav" not in proc.stderr
+    proc = run_cli("avrnn_tf.train", *args, "--config.data.skip_bad_files=True", timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    warned = {"liar.wav": "header claims 288000000 samples (3.6e+04 s) but the file holds 2000 "
+                          "(0.25 s): cut short or a wrong header",
+              "cut.wav": "header claims 4000 samples (0.5 s) but the file holds 3000 (0.375 s)",
+              "hot.wav": "samples reach 3.33, outside [-1, 1]"}
+    assert "warning: 3 of 10 file(s)" in proc.stdout and "skipped 1 of 10" in proc.stdout
+    report = h.read_text(os.path.join(work, "skipped_files.txt"))
+    assert "1 file(s)" in report and "were skipped, 3 used with a warning" in report
+    for name, reason in warned.items():
+        assert f"{name}: warning (file used): {reason}" in proc.stdout
+        assert f"{name}\twarning (file used): {reason}" in report
+    assert "huge.wav\tsamples reach" in report and "{'train': 8, 'valid': 1, 'test': 0}" in proc.stdout

@@ -127,6 +127,7 @@ def prepare(source, output, fmt="auto", sample_rate=0, frame_size=200, valid_fra
     for name, samples, problem in corpora.scan(every, source, rate, rates, frame_size, decoder):
         if problem:
             problems.append(problem)
+        if samples is None:
             continue
         usable = samples[: (len(samples) // frame_size) * frame_size]
         lengths[name] = len(usable) // frame_size
@@ -166,7 +167,7 @@ def prepare(source, output, fmt="auto", sample_rate=0, frame_size=200, valid_fra
         paths = [os.path.join(source, n) for n in order]
         for k, (name, samples, problem) in enumerate(
                 corpora.scan(paths, source, rate, None, frame_size, decoder)):
-            if problem:  # Read fine in pass 1: the file changed while preparing.
+            if samples is None:  # Read fine in pass 1: the file changed while preparing.
                 raise audio.DataError(f"{os.path.join(source, name)} changed during preparation "
                                       f"({problem.reason})")
             frames = ((samples[: lengths[name] * frame_size] - mean) / std).astype(np.float32)
@@ -182,7 +183,8 @@ def prepare(source, output, fmt="auto", sample_rate=0, frame_size=200, valid_fra
         "mean": float(mean), "std": float(std), "counts": counts,
         "split_sizes": {k: len(split[k]) for k in SPLITS},
         "train_samples": int(total.n), "source": os.path.abspath(source), "source_format": fmt,
-        "source_hash": digest.hexdigest(), "decoder": decoder, "skipped_files": len(problems),
+        "source_hash": digest.hexdigest(), "decoder": decoder, "skipped_files": sum(not p.warning for p in problems),
+        "warned_files": sum(p.warning for p in problems),
         "valid_fraction": valid_fraction, "split_seed": split_seed, "shards": shards,
         "train_length_histogram": {str(k): v for k, v in sorted(histogram.items())},
         "shard_bytes": {name: os.path.getsize(os.path.join(output, name))

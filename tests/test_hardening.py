@@ -338,3 +338,19 @@ def test_item10_damaged_audio_is_warned_or_refused(tmp_path):
         assert f"{name}: warning (file used): {reason}" in proc.stdout
         assert f"{name}\twarning (file used): {reason}" in report
     assert "huge.wav\tsamples reach" in report and "{'train': 8, 'valid': 1, 'test': 0}" in proc.stdout
+
+
+# ------------------------------------------------------- item 8: a soak that kills mid-training
+def test_item8_soak_kills_mid_training(tmp_path):
+    """The soak slept a fixed 1-8 s from launch, shorter than start-up here: every kill hit
+    start-up (checkpoint step 0) and it passed. Now kills are timed from the first logged step."""
+    import json
+
+    proc = run_cli("avrnn_tf.experiments.soak", "--cycles=2", "--steps=150", "--checkpoint_every=5",
+                   "--max_delay=0.3", f"--workdir={tmp_path / 'soak'}", timeout=400)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["kills"] == 2 and summary["kills_mid_training"] == 2, summary
+    assert all(step > 0 for step in summary["steps_logged_at_each_kill"]), summary
+    assert summary["final_weights_equal_uninterrupted"] and not summary["corrupt_checkpoints"]
+    assert max(summary["checkpoint_steps_after_each_kill"]) > 0, summary

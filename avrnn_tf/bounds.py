@@ -56,6 +56,13 @@ def elbo(terms, mask, kl_weight=1.0):
 # ----------------------------------------------------------------------------------------------
 
 
+def row_width(network):
+    """Float32 values one sequence holds per frame in a model call (emission parameters, LSTM
+    gates, the frame): the unit of the memory estimates of avrnn-eval and the SavedModel."""
+    spec = network.spec
+    return network.emission_head.params_size + 4 * spec.h_dim + spec.x_dim
+
+
 def tile_batch(x, num_samples):
     """[B, ...] -> [K*B, ...] sample-major: row k*B + b is a copy of row b."""
     x = tf.convert_to_tensor(x)

@@ -140,8 +140,7 @@ class BoundEvaluator:
         self.max_elements = int(max_elements)
         self.seed = int(seed)
         self.tf, self.bounds = tf, bounds
-        spec_ = network.spec
-        self.row_width = network.emission_head.params_size + 4 * spec_.h_dim + spec_.x_dim
+        self.row_width = bounds.row_width(network)
         spec = [tf.TensorSpec([None, None, network.spec.x_dim], tf.float32),
                 tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([2], tf.int32)]
         self._elbo = tf.function(self._elbo_fn, input_signature=spec)

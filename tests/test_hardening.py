@@ -354,3 +354,34 @@ def test_item8_soak_kills_mid_training(tmp_path):
     assert all(step > 0 for step in summary["steps_logged_at_each_kill"]), summary
     assert summary["final_weights_equal_uninterrupted"] and not summary["corrupt_checkpoints"]
     assert max(summary["checkpoint_steps_after_each_kill"]) > 0, summary
+
+
+# ------------------------------------------------------- item 6: SavedModel memory bound
+def test_item6_saved_model_calls_honour_the_memory_bound(tmp_path):
+    """score(K=1000, T=1342) peaked at 7.2 GB, sample(4096, 327) at ~4 GB, reconstruct had no
+    bound, and 2**32 + 1 sequences wrapped to 1. A model exported with --max_memory_mb=64 must
+    run every function at 90% of that bound within 64 MiB of peak-RSS growth (measured in a fresh
+    process) and refuse 110% of it, and the old attacks, with the bound in the message."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import PROJECT_ROOT
+
+    work, saved = str(tmp_path / "work"), str(tmp_path / "saved")
+    proc = run_cli("avrnn_tf.train", "--config=configs/vrnn_gauss.py:tiny", f"--workdir={work}",
+                   "--config.train.steps=2", "--config.train.num_final_samples=0",
+                   "--config.data.synthetic_utterances=12", "--progress=none", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = run_cli("avrnn_tf.export", f"--workdir={work}", f"--export_dir={saved}",
+                   "--max_memory_mb=64", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    probe = subprocess.run([sys.executable, os.path.join(PROJECT_ROOT, "tests", "memory_probe.py"),
+                            saved, os.path.join(PROJECT_ROOT, "export", "generate_audio.py")],
+                           capture_output=True, text=True, timeout=300)
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    result = json.loads(probe.stdout.strip().splitlines()[-1])
+    assert result["bound_mb"] == 64 and 0 < result["grown_mb"] < 64, result
+    for fn, message in {**result["refused"], **result["attacks"]}.items():
+        assert message and "the memory bound of 64 MiB" in message, (fn, message)
+    assert result["int32"] == "num_samples=4294967297: expected an int32 integer from 1 to 2147483647"

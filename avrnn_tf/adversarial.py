@@ -31,7 +31,7 @@ import keras
 import tensorflow as tf
 
 from avrnn_tf import rng
-from avrnn_tf.names import CRITICS
+from avrnn_tf.names import CRITICS  # noqa: F401  (adversarial.CRITICS)
 
 
 

@@ -127,6 +127,9 @@ FIELDS = (
     Field("data.path", "", "'' = the built-in synthetic corpus; else a directory of audio files "
           "(or, for format pianoroll, a .pickle / .mat / .json file)"),
     Field("data.format", "auto", "how data.path is read", one_of(names.DATA_FORMATS)),
+    Field("data.max_pianoroll_frames", 1_000_000, "bound on a piano-roll file's frames (352 MB of "
+          "rolls), checked while reading, before arrays are built; raise it for bigger files",
+          at_least(1)),
     Field("data.sample_rate", 0, "Hz; 0 = the data's own rate (16000 for the synthetic corpus)",
           Check(lambda v: v == 0 or 1000 <= v <= 192000, "0 or a rate in Hz (1000-192000)")),
     Field("data.frame_size", 200, f"samples per frame (x_dim); at least {MIN_FRAME_SIZE}, since the "

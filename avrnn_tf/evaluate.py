@@ -33,7 +33,6 @@ audio directories have none (use --split=valid: the run's validation utterances,
 import json
 import math
 import os
-import sys
 import time
 
 from absl import flags

@@ -34,6 +34,16 @@ Arguments are checked inside the graph (tf.debugging asserts under control depen
 bad value raises `tf.errors.InvalidArgumentError` whose message contains "<function>: <arg> ...",
 e.g. "sample: num_frames must be an integer from 1 to 1048576", before any work is done.
 
+Memory. Every function refuses, before any work, a call whose working memory would exceed the
+bound fixed at export (--max_memory_mb, default 1024 MiB; metadata `max_memory_mb`): the estimate
+is sequences x frames x the function's bytes per sequence-frame (MEMORY_FACTORS x 4 x
+network.row_width), calibrated on measured peaks (tests/test_hardening.py checks the peak RSS of
+calls at the bound). Long generations go through `sample_chunk` in pieces; long scores in batches.
+
+Integer inputs are int32 scalars. TensorFlow converts a Python int outside [-2^31, 2^31) by
+wrapping it (2**32 + 1 becomes 1) before the function sees it, so a caller must check its ints
+(export/generate_audio.py does: `int32_arg`).
+
 With --serving_version the SavedModel goes to <export_dir>/<version>/, the layout TensorFlow
 Serving watches ("auto" picks one more than the largest existing version number).
 """
@@ -42,7 +52,6 @@ import json
 import os
 import re
 import shutil
-import sys
 
 from absl import flags
 from absl import logging
@@ -63,6 +72,13 @@ MAX_FRAMES = 1 << 20   # Upper bound of num_frames (~3.6 h at 16 kHz with 200-sa
 MAX_SAMPLES = 1000     # Upper bound of IWAE's K.
 MAX_ELEMENTS = 1 << 28  # Upper bound of N * T * D (and K * B * T * D): 1 GiB of float32.
 MAX_TEMPERATURE = 10.0
+MAX_MEMORY_MB = 1024   # Default bound of one call's estimated working memory (--max_memory_mb).
+# Working bytes per sequence-frame of each function, in units of network.row_width float32
+# values: measured peaks of a tiny vrnn/normal model were 3.2 (reconstruct), 2.0 (score, per
+# IWAE row), 1.2 (encode), 1.1 (continue_from, sample) and 1.0 (sample_chunk) such units; the
+# factors leave room for the allocator's fragmentation over a series of calls (BUILD_NOTES).
+MEMORY_FACTORS = {"reconstruct": 5, "score": 4, "encode": 2, "continue_from": 2, "sample": 2,
+                  "sample_chunk": 2}
 
 
 class ExportError(ValueError):
@@ -76,13 +92,14 @@ def _check_count(fn, name, value, upper):
         message=f"{fn}: {name} must be an integer from 1 to {upper}")
 
 
-def _check_elements(fn, names, *factors):
+def _check_elements(fn, names, *factors, limit=MAX_ELEMENTS, message=None):
+    """Asserts prod(factors) <= limit (in float64: int32 products overflow)."""
     total = tf.constant(1.0, tf.float64)
     for f in factors:
         total *= tf.cast(f, tf.float64)
     return tf.debugging.assert_less_equal(
-        total, tf.constant(MAX_ELEMENTS, tf.float64),
-        message=f"{fn}: {names} must be at most {MAX_ELEMENTS} values (memory bound)")
+        total, tf.constant(limit, tf.float64),
+        message=message or f"{fn}: {names} must be at most {limit} values (memory bound)")
 
 
 def _check_temperature(fn, temperature):
@@ -140,8 +157,10 @@ class Generator(tf.Module):
       metadata: dict with sample_rate, frame_size, mean, std and the strings of `metadata()`.
     """
 
-    def __init__(self, network, metadata):
+    def __init__(self, network, metadata, max_memory_mb=MAX_MEMORY_MB):
         super().__init__(name="avrnn_generator")
+        self._max_memory_mb = int(max_memory_mb)
+        self._row_bytes = 4 * network.row_width
         self.network = network
         # The tf.Variables under the Keras 3 variables, tracked here so the SavedModel's restore op
         # covers them: without this the TF2 loader works but the session-based loader (TensorFlow
@@ -156,7 +175,10 @@ class Generator(tf.Module):
         self._meta = dict(metadata)
         self._meta.update(state_size=network.state_size, max_sequences=MAX_SEQUENCES,
                           max_frames=MAX_FRAMES, max_samples=MAX_SAMPLES,
-                          max_elements=MAX_ELEMENTS, max_temperature=MAX_TEMPERATURE)
+                          max_elements=MAX_ELEMENTS, max_temperature=MAX_TEMPERATURE,
+                          max_memory_mb=self._max_memory_mb,
+                          memory_per_frame_json=json.dumps(  # Bytes per sequence-frame.
+                              {fn: f * self._row_bytes for fn, f in MEMORY_FACTORS.items()}))
         scalar = lambda dtype, name: tf.TensorSpec([], dtype, name=name)
         frames = lambda name: tf.TensorSpec([None, None, d], tf.float32, name=name)
         mask = tf.TensorSpec([None, None], tf.float32, name="mask")
@@ -193,6 +215,16 @@ class Generator(tf.Module):
         wave = frames * self._std + self._mean
         return tf.reshape(tf.clip_by_value(wave, -1.0, 1.0), [tf.shape(frames)[0], -1])
 
+    def _check_memory(self, fn, rows, frames):
+        """Refuses a call whose working memory, estimated as rows x frames x the per-frame bytes
+        of `fn` (MEMORY_FACTORS), exceeds the export's bound (max_memory_mb)."""
+        per_frame = MEMORY_FACTORS[fn] * self._row_bytes
+        return _check_elements(
+            fn, "", rows, frames, per_frame, limit=self._max_memory_mb * 2 ** 20,
+            message=f"{fn}: the request needs more than the memory bound of {self._max_memory_mb} "
+                    f"MiB (estimated {per_frame} bytes per sequence and frame); split it into "
+                    "smaller calls or export with a larger --max_memory_mb")
+
     def _generate(self, state, num_frames, seed, start, temperature):
         frames, state = self.network.sample(
             None, num_frames, self.seed_pair(seed), temperature,
@@ -207,6 +239,7 @@ class Generator(tf.Module):
                   _check_count("sample", "num_frames", num_frames, MAX_FRAMES),
                   _check_elements("sample", "num_sequences * num_frames * frame_size",
                                   num_sequences, num_frames, self.network.spec.x_dim),
+                  self._check_memory("sample", num_sequences, num_frames),
                   _check_temperature("sample", temperature)]
         with tf.control_dependencies(checks):
             frames = self.network.sample(num_sequences, num_frames, self.seed_pair(seed),
@@ -222,6 +255,7 @@ class Generator(tf.Module):
                       message=f"sample_chunk: start_frame must be an integer from 0 to {MAX_FRAMES}"),
                   _check_elements("sample_chunk", "state.shape[0] * num_frames * frame_size",
                                   n, num_frames, self.network.spec.x_dim),
+                  self._check_memory("sample_chunk", n, num_frames),
                   tf.debugging.assert_equal(tf.reduce_all(tf.math.is_finite(state)), True,
                                             message="sample_chunk: state holds NaN or infinite values"),
                   _check_temperature("sample_chunk", temperature)]
@@ -233,7 +267,10 @@ class Generator(tf.Module):
         return rng.normal(self.network.noise_shape(x), self.seed_pair(seed))
 
     def _encode(self, prefix_frames, seed):
-        with tf.control_dependencies(_check_frames("encode", "prefix_frames", prefix_frames)):
+        shape = tf.shape(prefix_frames)
+        checks = _check_frames("encode", "prefix_frames", prefix_frames) + [
+            self._check_memory("encode", shape[0], shape[1])]
+        with tf.control_dependencies(checks):
             state = self.network.final_state(prefix_frames,
                                              self._posterior_noise(prefix_frames, seed))
         return {"state": tf.concat(state, axis=-1)}
@@ -244,6 +281,7 @@ class Generator(tf.Module):
             _check_count("continue_from", "num_frames", num_frames, MAX_FRAMES),
             _check_elements("continue_from", "prefix_frames.shape[0] * num_frames * frame_size",
                             n, num_frames, self.network.spec.x_dim),
+            self._check_memory("continue_from", n, tf.shape(prefix_frames)[1] + num_frames),
             _check_temperature("continue_from", temperature)]
         with tf.control_dependencies(checks):
             state = self._encode(prefix_frames, seed)["state"]
@@ -256,7 +294,8 @@ class Generator(tf.Module):
         checks = _check_frames("score", "frames", frames) + _check_mask("score", frames, mask) + [
             _check_count("score", "num_samples", num_samples, MAX_SAMPLES),
             _check_elements("score", "num_samples * frames.size", num_samples, shape[0],
-                            shape[1], shape[2])]
+                            shape[1], shape[2]),
+            self._check_memory("score", (num_samples + 1) * shape[0], shape[1])]
         with tf.control_dependencies(checks):
             b = bounds.elbo(self.network.frame_terms(
                 frames, self._posterior_noise(frames, seed), mask=mask), mask)
@@ -268,8 +307,9 @@ class Generator(tf.Module):
     def _reconstruct(self, frames, mask, seed):
         from avrnn_tf import bounds
 
+        shape = tf.shape(frames)
         checks = _check_frames("reconstruct", "frames", frames) + _check_mask(
-            "reconstruct", frames, mask)
+            "reconstruct", frames, mask) + [self._check_memory("reconstruct", shape[0], shape[1])]
         with tf.control_dependencies(checks):
             net = self.network
             out = net.trajectory(frames, self._posterior_noise(frames, seed), mask=mask)
@@ -308,7 +348,7 @@ def load_network(workdir, checkpoint=""):
     return run.network, run.config, run.stats, run.checkpoint
 
 
-def build_generator(workdir, checkpoint=""):
+def build_generator(workdir, checkpoint="", max_memory_mb=MAX_MEMORY_MB):
     """The `Generator` of a workdir's latest (or named) checkpoint."""
     import avrnn_tf
     from avrnn_tf import config as config_lib
@@ -324,7 +364,7 @@ def build_generator(workdir, checkpoint=""):
         "package_version": avrnn_tf.__version__,
         "checkpoint": os.path.basename(path), "step": int(match.group(1)) if match else -1,
     }
-    return Generator(network, metadata)
+    return Generator(network, metadata, max_memory_mb)
 
 
 def serving_path(export_dir, serving_version):
@@ -341,14 +381,15 @@ def serving_path(export_dir, serving_version):
     return os.path.join(export_dir, str(int(serving_version)))
 
 
-def export(workdir, export_dir, checkpoint="", serving_version="", overwrite=False):
+def export(workdir, export_dir, checkpoint="", serving_version="", overwrite=False,
+           max_memory_mb=MAX_MEMORY_MB):
     """Writes the SavedModel; returns (path written, Generator)."""
     path = serving_path(export_dir, serving_version)
     if os.path.exists(path) and os.listdir(path):
         if not overwrite:
             raise ExportError(f"{path}: exists and is not empty (pass --overwrite to replace it)")
         shutil.rmtree(path)
-    generator = build_generator(workdir, checkpoint)
+    generator = build_generator(workdir, checkpoint, max_memory_mb)
     # The training-speed custom gradients (cells.dense_product, SequenceNetwork.recurrence) are
     # not saved: the signatures sample and score, nothing differentiates through them.
     tf.saved_model.save(generator, path, signatures=generator.signatures(),
@@ -372,6 +413,10 @@ def define_flags():
                         "TensorFlow Serving's layout export_dir/N/ ('auto': one more than the "
                         "largest existing N).")
     flags.DEFINE_bool("overwrite", False, "Replace an existing non-empty export directory.")
+    flags.DEFINE_integer("max_memory_mb", MAX_MEMORY_MB,
+                         "Bound of the working memory of one call of any exported function "
+                         "(estimated before any work; a larger request is refused with this "
+                         "bound in the message).")
 
 
 def fail(message):
@@ -384,9 +429,11 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     if not FLAGS.workdir or not FLAGS.export_dir:
         fail("--workdir and --export_dir are required")
+    if not 16 <= FLAGS.max_memory_mb <= 1 << 20:
+        fail(f"--max_memory_mb={FLAGS.max_memory_mb}: expected MiB from 16 to {1 << 20}")
     try:
         path, generator = export(FLAGS.workdir, FLAGS.export_dir, FLAGS.checkpoint,
-                                 FLAGS.serving_version, FLAGS.overwrite)
+                                 FLAGS.serving_version, FLAGS.overwrite, FLAGS.max_memory_mb)
     except ExportError as e:
         fail(str(e))
     meta = generator._meta

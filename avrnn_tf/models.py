@@ -35,7 +35,7 @@ from avrnn_tf import cells
 from avrnn_tf import heads
 from avrnn_tf import protocol
 from avrnn_tf import rng
-from avrnn_tf.names import KINDS
+from avrnn_tf.names import KINDS  # noqa: F401  (models.KINDS, as before)
 
 tfd = tfp.distributions
 

@@ -196,11 +196,24 @@ def read_metadata(model):
     return meta
 
 
+def int32_arg(name, value, low=-2 ** 31):
+    """`value` as an int when it fits the SavedModel's int32 inputs and is >= `low`; UsageError
+    otherwise. TensorFlow wraps an out-of-range Python int silently (2**32 + 1 becomes 1)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or \
+            not low <= int(value) < 2 ** 31:
+        raise UsageError(f"{name}={value!r}: expected an int32 integer from {low} to {2 ** 31 - 1}")
+    return int(value)
+
+
 def generate(model, meta, num_samples, num_frames, seed, temperature, chunk_frames,
              prefix_frames=None, progress=None):
     """Waveforms [N, num_frames * frame_size] sampled in chunks through `sample_chunk`."""
     import tensorflow as tf
 
+    num_samples = int32_arg("num_samples", num_samples, 1)
+    num_frames = int32_arg("num_frames", num_frames, 1)
+    seed = int32_arg("seed", seed)
+    chunk_frames = int32_arg("chunk_frames", chunk_frames, 1)
     frame_size = int(meta["frame_size"])
     if prefix_frames is not None:
         prefix = np.repeat(prefix_frames[None], num_samples, axis=0)
@@ -242,8 +255,7 @@ def parse_args(argv):
         raise UsageError(f"--num_samples={args.num_samples}: expected an integer in [1, 4096]")
     if not (math.isfinite(args.seconds) and 0 < args.seconds <= 3600):
         raise UsageError(f"--seconds={args.seconds}: expected seconds in (0, 3600]")
-    if not -2**31 <= args.seed < 2**31:
-        raise UsageError(f"--seed={args.seed}: expected a 32-bit signed integer")
+    int32_arg("--seed", args.seed)
     if not (math.isfinite(args.temperature) and 0 <= args.temperature <= 10):
         raise UsageError(f"--temperature={args.temperature}: expected a number from 0 to 10")
     if args.threads < 0:

@@ -10,6 +10,9 @@ Every problem is reported as a `DataError` that names the file or directory and 
 import collections
 import math
 import os
+import re
+import stat
+import struct
 
 import numpy as np
 
@@ -47,9 +50,31 @@ def find_audio_files(directory, extensions=AUDIO_EXTENSIONS):
     return found
 
 
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a directory"))
+
+
+def regular_file_size(path):
+    """The size in bytes of `path`, a regular file; DataError (naming the file) otherwise.
+
+    A FIFO, socket or device named like audio is refused before anything opens it: opening a FIFO
+    blocks until a writer appears (forever, in a data directory) and a device never ends.
+    """
+    try:
+        mode = os.stat(path)
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror})") from None
+    if not stat.S_ISREG(mode.st_mode):
+        kind = next((name for test, name in _KINDS if test(mode.st_mode)), "not a plain file")
+        raise DataError(f"{path}: not a regular file ({kind}); not opened")
+    return mode.st_size
+
+
 def read_audio(path):
     """Returns (samples float32 [n] mono, sample_rate) of one audio file."""
     import soundfile  # Imported here so that the package imports without libsndfile.
+
+    regular_file_size(path)
 
     try:
         samples, rate = _read_blocks(soundfile, path)
@@ -93,6 +118,58 @@ def _read_blocks(soundfile, path):
         rate = f.samplerate
         samples = np.concatenate(blocks) if blocks else np.zeros([0, f.channels], np.float32)
     return samples, int(rate)
+
+
+# Float samples beyond this are refused: no encoding stores audio there (int32 PCM scaled to floats
+# peaks at 2^31), and squaring them overflows float32 (1e30 ** 2). Between 1 and this a file is
+# used with a warning: standardization copes when every file shares the scale.
+MAX_PEAK = 2.0 ** 31
+
+
+def check_samples(path, samples, rate, warnings):
+    """Refuses samples no audio holds; appends to `warnings` what deserves one (see README).
+
+    Args:
+      samples: the decoded mono samples [n] of `path` at `rate`, before resampling.
+      warnings: a list that gets one message per problem that does not stop the file.
+    """
+    peak = float(np.max(np.abs(samples)))
+    if peak > MAX_PEAK:
+        raise DataError(f"{path}: samples reach {peak:.3g}, beyond any audio scale (at most "
+                        f"{MAX_PEAK:.3g}); their squares overflow float32")
+    if peak > 1.0:
+        warnings.append(f"samples reach {peak:.3g}, outside [-1, 1] (fine if every file shares "
+                        "this scale; a file at another scale distorts the corpus statistics)")
+    claimed = header_frames(path)
+    if claimed is not None and claimed > len(samples):
+        warnings.append(f"header claims {claimed} samples ({claimed / rate:.4g} s) but the file "
+                        f"holds {len(samples)} ({len(samples) / rate:.4g} s): cut short or a wrong "
+                        "header; the samples present are used")
+
+
+def header_frames(path):
+    """The frames a RIFF WAV or NIST SPHERE header claims; None for other formats or when the
+    header leaves the length open (0 or 0xFFFFFFFF, as streaming writers do).
+
+    libsndfile clamps these counts to the bytes present, so a file cut short looks whole through
+    it; only the header's own number shows the loss.
+    """
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    if head.startswith(b"NIST_1A"):
+        found = re.search(rb"\nsample_count -i (\d+)", head[:1024])
+        return int(found.group(1)) if found else None
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos, align = 12, 0
+    while pos + 8 <= len(head):
+        kind, size = head[pos:pos + 4], struct.unpack("<I", head[pos + 4:pos + 8])[0]
+        if kind == b"fmt " and pos + 22 <= len(head):
+            align = struct.unpack("<H", head[pos + 20:pos + 22])[0]
+        elif kind == b"data":
+            return size // align if align and 0 < size < 0xFFFFFFFF else None
+        pos += 8 + size + (size & 1)
+    return None
 
 
 def resample(samples, from_rate, to_rate):

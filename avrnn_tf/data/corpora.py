@@ -12,7 +12,7 @@ Layouts (`detect_format` picks one when `data.format` is "auto"):
             split of a file never changes when other files are added or removed.
 
 Reading (`scan`) decodes one file at a time and turns every problem into a `Problem` (the file and
-why): a zero-length file, a file libsndfile cannot decode (corrupt, truncated header, not audio), no
+why): a FIFO, socket or device (never opened), a zero-length file, a file libsndfile cannot decode (corrupt, truncated header, not audio), no
 samples, NaN/Inf samples, a clip shorter than one frame after resampling, and - when no sample rate
 is configured - a rate different from the corpus's most common one. `read_corpus` then either stops
 with one `DataError` listing every problem (the default) or, with `skip_bad_files`, drops those
@@ -37,12 +37,14 @@ STATS_FILE = "stats.json"
 
 @dataclasses.dataclass(frozen=True)
 class Problem:
-    """A file that cannot be used and why (`path` relative to the corpus root)."""
+    """A file that cannot be used and why (`path` relative to the corpus root); with `warning`,
+    a file that is used but looks damaged (audio.check_samples)."""
     path: str
     reason: str
+    warning: bool = False
 
     def __str__(self):
-        return f"{self.path}: {self.reason}"
+        return f"{self.path}: {'warning (file used): ' if self.warning else ''}{self.reason}"
 
 
 def _subdir(root, name):
@@ -164,19 +166,21 @@ def split_corpus(fmt, names_by_part, valid_fraction, seed):
     return {"train": [n for n in names if n not in valid], "valid": sorted(valid), "test": []}
 
 
-def decode(path, decoder="soundfile"):
-    """(samples float32 [n], rate) of one file; DataError naming the file for any failure."""
-    try:
-        size = os.path.getsize(path)
-    except OSError as e:
-        raise audio.DataError(f"{path}: cannot be read ({e.strerror})") from None
-    if size == 0:
+def decode(path, decoder="soundfile", warnings=None):
+    """(samples float32 [n], rate) of one file; DataError naming the file for any failure.
+
+    What deserves a warning but does not stop the file is appended to `warnings` (a list).
+    """
+    if audio.regular_file_size(path) == 0:
         raise audio.DataError(f"{path}: empty file (0 bytes)")
     if decoder == "tfio":
         from avrnn_tf.data import tfio_backend
 
-        return tfio_backend.read_audio(path)
-    return audio.read_audio(path)
+        samples, rate = tfio_backend.read_audio(path)
+    else:
+        samples, rate = audio.read_audio(path)
+    audio.check_samples(path, samples, rate, [] if warnings is None else warnings)
+    return samples, rate
 
 
 def header_rates(paths):
@@ -186,6 +190,7 @@ def header_rates(paths):
     rates = {}
     for path in paths:
         try:
+            audio.regular_file_size(path)  # A FIFO would block soundfile.info forever.
             rates[path] = int(soundfile.info(path).samplerate)
         except Exception:  # Reported by `scan` with the decoder's reason.
             pass
@@ -216,8 +221,9 @@ def scan(paths, root, target, rates=None, frame_size=1, decoder="soundfile"):
                                       f"corpus's most common {target} Hz (the corpus mixes rates: "
                                       "set a sample rate to resample every file to it)")
             continue
+        warnings = []
         try:
-            samples, rate = decode(path, decoder)
+            samples, rate = decode(path, decoder, warnings)
             if decoder == "tfio":
                 from avrnn_tf.data import tfio_backend
 
@@ -231,24 +237,31 @@ def scan(paths, root, target, rates=None, frame_size=1, decoder="soundfile"):
             yield name, None, Problem(name, f"{len(samples)} samples at {target} Hz is shorter than "
                                       f"one frame ({frame_size} samples)")
             continue
-        yield name, samples, None
+        yield name, samples, (Problem(name, "; ".join(warnings), warning=True) if warnings else None)
 
 
 def report_problems(problems, total, source, skip_bad_files, report_path=None):
-    """Stops with one DataError listing `problems`, or (skipping) writes them to `report_path`."""
-    if not problems:
-        return
-    lines = "\n  ".join(str(p) for p in problems)
-    if not skip_bad_files:
+    """Stops with one DataError listing the bad files among `problems`, or (skipping) writes
+    them to `report_path`; files used with a warning are printed and written there too."""
+    bad = [p for p in problems if not p.warning]
+    lines = "\n  ".join(str(p) for p in bad)
+    if bad and not skip_bad_files:
         raise audio.DataError(
-            f"{len(problems)} of {total} files in {source!r} cannot be used:\n  {lines}\n"
+            f"{len(bad)} of {total} files in {source!r} cannot be used:\n  {lines}\n"
             "(fix or remove them, or pass --skip_bad_files / --config.data.skip_bad_files=True "
             "to skip them)")
+    if not problems:
+        return
     if report_path:
         os.makedirs(os.path.dirname(os.path.abspath(report_path)), exist_ok=True)
         write_skipped(report_path, problems, source)
-    print(f"avrnn: skipped {len(problems)} of {total} bad file(s) in {source}"
-          + (f"; list in {report_path}" if report_path else f":\n  {lines}"), flush=True)
+    warned = [p for p in problems if p.warning]
+    if warned:
+        print(f"avrnn: warning: {len(warned)} of {total} file(s) in {source} are used but look "
+              "damaged:\n  " + "\n  ".join(str(p) for p in warned), flush=True)
+    if bad:
+        print(f"avrnn: skipped {len(bad)} of {total} bad file(s) in {source}"
+              + (f"; list in {report_path}" if report_path else f":\n  {lines}"), flush=True)
 
 
 @dataclasses.dataclass
@@ -278,7 +291,7 @@ def read_corpus(path, fmt, sample_rate=0, frame_size=1, valid_fraction=0.05, spl
     for name, samples, problem in scan(every, path, rate, rates, frame_size, decoder):
         if problem:
             problems.append(problem)
-        else:
+        if samples is not None:
             decoded[name] = samples
     report_problems(problems, len(every), path, skip_bad_files, report_path)
     if not decoded:
@@ -318,9 +331,12 @@ def load_raw_corpus(data, fmt, report_path=None):
 
 
 def write_skipped(path, problems, source):
-    """Writes the skipped files and why to `path` (one `name<TAB>reason` line each)."""
+    """Writes the skipped files and why to `path` (one `name<TAB>reason` line each; a file used
+    with a warning has `warning (file used): reason`)."""
+    warned = sum(p.warning for p in problems)
     with open(path, "w") as f:
-        f.write(f"# {len(problems)} file(s) of {source} were skipped\n")
+        f.write(f"# {len(problems) - warned} file(s) of {source} were skipped, {warned} used "
+                "with a warning\n")
         for p in problems:
-            f.write(f"{p.path}\t{p.reason}\n")
+            f.write(f"{p.path}\t{'warning (file used): ' if p.warning else ''}{p.reason}\n")
 

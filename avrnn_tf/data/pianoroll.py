@@ -30,8 +30,10 @@ emission with its bias initialised to the logit of the training mean).
 
 import io
 import json
+import math
 import os
 import pickle
+import reprlib
 
 import numpy as np
 
@@ -41,6 +43,24 @@ NUM_NOTES = 88
 LOWEST_NOTE = 21
 SPLITS = ("train", "valid", "test")
 _MAT_KEYS = {"train": "traindata", "valid": "validdata", "test": "testdata"}
+# Bound on the frames of one file, checked while reading, before any dense array is built
+# (config.data.max_pianoroll_frames): 10^6 frames are 352 MB of float32 rolls, over twice the four
+# Boulanger-Lewandowski sets together. Shared references let a 40 KB pickle name 10^7 frames.
+MAX_FRAMES = 1_000_000
+_MAT_TAG, _MI_COMPRESSED, _MI_MATRIX = 8, 15, 14
+_SHOW = reprlib.Repr()  # Values quoted in messages: depth, length and string size cut.
+_SHOW.maxlevel, _SHOW.maxstring, _SHOW.maxother, _SHOW.maxlist = 3, 40, 40, 6
+
+
+def show(value):
+    """A short repr of `value` for a message (a 1 MB string or 10^5-deep list stays one line)."""
+    return _SHOW.repr(value)
+
+
+def cut(text, limit=200):
+    """`text` on one line, at most `limit` characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 class SafeUnpickler(pickle.Unpickler):
@@ -55,7 +75,7 @@ class SafeUnpickler(pickle.Unpickler):
         self.source = source
 
     def find_class(self, module, name):
-        raise DataError(f"{self.source}: refusing to unpickle the global {module}.{name}; only plain "
+        raise DataError(f"{self.source}: refusing to unpickle the global {cut(module, 100)}.{cut(name, 100)}; only plain "
                         "lists, tuples, dicts, strings and numbers are allowed in a piano-roll pickle")
 
     def persistent_load(self, pid):
@@ -69,7 +89,7 @@ def safe_pickle_loads(data, source="<pickle>"):
     except DataError:
         raise
     except Exception as e:  # Truncated or corrupt files raise several types.
-        raise DataError(f"{source}: not a readable pickle ({type(e).__name__}: {e})") from None
+        raise DataError(f"{source}: not a readable pickle ({type(e).__name__}: {cut(e)})") from None
 
 
 def notes_to_roll(sequence, source, index):
@@ -79,10 +99,14 @@ def notes_to_roll(sequence, source, index):
         if not isinstance(notes, (list, tuple)):
             raise DataError(f"{source}: sequence {index}, frame {t} is {type(notes).__name__}, "
                             "expected a list of MIDI note numbers")
+        if len(notes) > NUM_NOTES:  # Bounds the work per frame (a shared 10^6-note list).
+            raise DataError(f"{source}: sequence {index}, frame {t} lists {len(notes)} notes "
+                            f"(a piano has {NUM_NOTES})")
         for note in notes:
-            if isinstance(note, bool) or not isinstance(note, (int, float)) or note != int(note):
-                raise DataError(f"{source}: sequence {index}, frame {t}: note {note!r} is not an "
-                                "integer MIDI note number")
+            if isinstance(note, bool) or not isinstance(note, (int, float)) or \
+                    not math.isfinite(note) or note != int(note):
+                raise DataError(f"{source}: sequence {index}, frame {t}: note {show(note)} is not "
+                                "an integer MIDI note number")
             column = int(note) - LOWEST_NOTE
             if not 0 <= column < NUM_NOTES:
                 raise DataError(f"{source}: sequence {index}, frame {t}: MIDI note {note} is outside "
@@ -91,45 +115,116 @@ def notes_to_roll(sequence, source, index):
     return roll
 
 
-def _from_note_lists(data, source):
+def _too_many_frames(source, frames, max_frames, how=""):
+    return DataError(
+        f"{source}: {how}{frames} frames, more than the bound of {max_frames} "
+        f"({max_frames * NUM_NOTES * 4 / 2 ** 20:.0f} MB as float32 rolls); raise "
+        "config.data.max_pianoroll_frames to read it")
+
+
+def _from_note_lists(data, source, max_frames=MAX_FRAMES):
     if not isinstance(data, dict) or not all(k in data for k in SPLITS):
-        keys = sorted(data) if isinstance(data, dict) else type(data).__name__
+        keys = show(sorted(map(str, data))) if isinstance(data, dict) else type(data).__name__
         raise DataError(f"{source}: expected a dict with keys {list(SPLITS)}, found {keys}")
-    rolls = {}
     for split in SPLITS:
         sequences = data[split]
         if not isinstance(sequences, (list, tuple)):
             raise DataError(f"{source}: '{split}' is {type(sequences).__name__}, expected a list")
-        rolls[split] = [notes_to_roll(seq, f"{source} [{split}]", i) for i, seq in enumerate(sequences)]
-    return rolls
+        for i, seq in enumerate(sequences):
+            if not isinstance(seq, (list, tuple)):
+                raise DataError(f"{source} [{split}]: sequence {i} is {type(seq).__name__}, "
+                                "expected a list of frames")
+    frames = sum(len(seq) for split in SPLITS for seq in data[split])
+    if frames > max_frames:
+        raise _too_many_frames(source, frames, max_frames, "holds ")
+    return {split: [notes_to_roll(seq, f"{source} [{split}]", i) for i, seq in enumerate(data[split])]
+            for split in SPLITS}
 
 
-def _from_mat(path):
+def _mat_expanded_bytes(path, limit):
+    """The bytes a MATLAB v5 file's variables take once decompressed, counted up to `limit`.
+
+    Each variable of a compressed .mat is one zlib stream (a miCOMPRESSED element); the streams
+    are inflated in 1 MB pieces that are counted and dropped, so a 1 MB file that would inflate to
+    GB is measured in constant memory, before `scipy.io.loadmat` builds anything. Files of other
+    versions (v4, v7.3/HDF5) are left to loadmat, which reads no compressed data from them.
+    """
+    import struct
+    import zlib
+
+    total = 0
+    with open(path, "rb") as f:
+        header = f.read(128)
+        if len(header) < 128 or header[126:128] not in (b"IM", b"MI"):
+            return 0
+        order = "<" if header[126:128] == b"IM" else ">"
+        while total <= limit:
+            tag = f.read(_MAT_TAG)
+            if len(tag) < _MAT_TAG:
+                break
+            kind, size = struct.unpack(order + "II", tag)
+            if kind != _MI_COMPRESSED:
+                total += size
+                f.seek(size + (-size % 8), os.SEEK_CUR)
+                continue
+            inflate, left = zlib.decompressobj(), size
+            while left > 0 and total <= limit:
+                piece = f.read(min(left, 1 << 16))
+                if not piece:
+                    break
+                left -= len(piece)
+                while piece and total <= limit:
+                    total += len(inflate.decompress(piece, 1 << 20))
+                    piece = inflate.unconsumed_tail
+    return total
+
+
+def _from_mat(path, max_frames=MAX_FRAMES):
     from scipy import io as sio
 
+    limit = max_frames * NUM_NOTES * 8 + (1 << 20)  # Float64 cells (MATLAB's default), headers.
+    try:
+        expanded = _mat_expanded_bytes(path, limit)
+    except Exception:  # zlib.error, struct.error: loadmat reports these files below.
+        expanded = 0
+    if expanded > limit:
+        raise DataError(f"{path}: its variables inflate to more than {limit / 2 ** 20:.0f} MB, the "
+                        f"size of {max_frames} frames of float64 (the bound); raise "
+                        "config.data.max_pianoroll_frames to read it")
     try:
         mat = sio.loadmat(path)
     except Exception as e:
-        raise DataError(f"{path}: cannot read as a MATLAB file ({e})") from None
+        raise DataError(f"{path}: cannot read as a MATLAB file ({cut(e)})") from None
     rolls = {}
     for split, key in _MAT_KEYS.items():
         if key not in mat:
             found = sorted(k for k in mat if not k.startswith("__"))
             raise DataError(f"{path}: no variable '{key}' (found {found})")
-        cells = np.asarray(mat[key], dtype=object).reshape(-1)
-        rolls[split] = []
+        rolls[split] = list(np.asarray(mat[key], dtype=object).reshape(-1))
+    frames = sum(np.shape(seq)[0] if np.ndim(seq) == 2 else 0 for v in rolls.values() for seq in v)
+    if frames > max_frames:  # Before the float32 copies (uint8 cells pass the byte bound above).
+        raise _too_many_frames(path, frames, max_frames, "holds ")
+    for split, key in _MAT_KEYS.items():
+        cells, rolls[split] = rolls[split], []
         for i, seq in enumerate(cells):
             seq = np.asarray(seq)
             if seq.ndim != 2 or seq.shape[1] != NUM_NOTES:
                 raise DataError(f"{path}: {key}{{{i + 1}}} has shape {seq.shape}, expected T x {NUM_NOTES}")
+            if seq.dtype.kind not in "biuf":  # Complex (its imaginary part), strings, structs.
+                raise DataError(f"{path}: {key}{{{i + 1}}} holds {seq.dtype} values, expected real "
+                                "0/1 values")
             if not np.all((seq == 0) | (seq == 1)):
                 raise DataError(f"{path}: {key}{{{i + 1}}} holds values other than 0 and 1")
             rolls[split].append(seq.astype(np.float32))
     return rolls
 
 
-def load_rolls(path):
-    """Reads a piano-roll file; returns {"train", "valid", "test"} -> list of float32 [T, 88]."""
+def load_rolls(path, max_frames=MAX_FRAMES):
+    """Reads a piano-roll file; returns {"train", "valid", "test"} -> list of float32 [T, 88].
+
+    A file of more than `max_frames` frames in all is refused while it is read, before the dense
+    rolls are built (see MAX_FRAMES).
+    """
     if not path:
         raise DataError("no piano-roll file given (config.data.path is empty)")
     if not os.path.isfile(path):
@@ -137,17 +232,17 @@ def load_rolls(path):
                         f"(resolved to {os.path.abspath(path)!r})")
     ext = os.path.splitext(path)[1].lower()
     if ext == ".mat":
-        rolls = _from_mat(path)
+        rolls = _from_mat(path, max_frames)
     elif ext in (".pickle", ".pkl"):
         with open(path, "rb") as f:
-            rolls = _from_note_lists(safe_pickle_loads(f.read(), path), path)
+            rolls = _from_note_lists(safe_pickle_loads(f.read(), path), path, max_frames)
     elif ext == ".json":
         try:
             with open(path) as f:
                 data = json.load(f)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise DataError(f"{path}: not valid JSON ({e})") from None
-        rolls = _from_note_lists(data, path)
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
+            raise DataError(f"{path}: not valid JSON ({cut(e)})") from None
+        rolls = _from_note_lists(data, path, max_frames)
     else:
         raise DataError(f"piano-roll file {path!r}: unknown extension {ext!r} "
                         "(expected .pickle, .pkl, .mat or .json)")
@@ -155,8 +250,9 @@ def load_rolls(path):
         empty = [i for i, r in enumerate(rolls[split]) if len(r) == 0]
         if empty:
             raise DataError(f"{path}: '{split}' sequence(s) {empty[:5]} have no frames")
-    if not rolls["train"]:
-        raise DataError(f"{path}: the 'train' split is empty")
+    for split in ("train", "valid"):  # Training and its validation need both.
+        if not rolls[split]:
+            raise DataError(f"{path}: the '{split}' split is empty")
     return rolls
 
 
@@ -180,7 +276,7 @@ def load_corpus(data):
     if data.frame_size != NUM_NOTES:
         raise DataError(f"config.data.frame_size = {data.frame_size}: piano-roll frames have "
                         f"{NUM_NOTES} notes; set --config.data.frame_size={NUM_NOTES}")
-    rolls = load_rolls(data.path)
+    rolls = load_rolls(data.path, data.get("max_pianoroll_frames", MAX_FRAMES))  # Older configs lack it.
     splits = {}
     for split in SPLITS:
         seqs = rolls[split][:data.max_files] if data.max_files else rolls[split]

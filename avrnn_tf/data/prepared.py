@@ -119,13 +119,15 @@ def prepare(source, output, fmt="auto", sample_rate=0, frame_size=200, valid_fra
         name = os.path.relpath(path, source)
         digest.update(name.encode("utf-8") + b"\0")
         try:
+            audio.regular_file_size(path)  # Never open a FIFO or device (it would block).
             with open(path, "rb") as f:
                 digest.update(hashlib.sha256(f.read()).digest())
-        except OSError:
+        except (OSError, audio.DataError):
             pass  # Reported by the decode in `scan`.
     for name, samples, problem in corpora.scan(every, source, rate, rates, frame_size, decoder):
         if problem:
             problems.append(problem)
+        if samples is None:
             continue
         usable = samples[: (len(samples) // frame_size) * frame_size]
         lengths[name] = len(usable) // frame_size
@@ -165,7 +167,7 @@ def prepare(source, output, fmt="auto", sample_rate=0, frame_size=200, valid_fra
         paths = [os.path.join(source, n) for n in order]
         for k, (name, samples, problem) in enumerate(
                 corpora.scan(paths, source, rate, None, frame_size, decoder)):
-            if problem:  # Read fine in pass 1: the file changed while preparing.
+            if samples is None:  # Read fine in pass 1: the file changed while preparing.
                 raise audio.DataError(f"{os.path.join(source, name)} changed during preparation "
                                       f"({problem.reason})")
             frames = ((samples[: lengths[name] * frame_size] - mean) / std).astype(np.float32)
@@ -181,7 +183,8 @@ def prepare(source, output, fmt="auto", sample_rate=0, frame_size=200, valid_fra
         "mean": float(mean), "std": float(std), "counts": counts,
         "split_sizes": {k: len(split[k]) for k in SPLITS},
         "train_samples": int(total.n), "source": os.path.abspath(source), "source_format": fmt,
-        "source_hash": digest.hexdigest(), "decoder": decoder, "skipped_files": len(problems),
+        "source_hash": digest.hexdigest(), "decoder": decoder, "skipped_files": sum(not p.warning for p in problems),
+        "warned_files": sum(p.warning for p in problems),
         "valid_fraction": valid_fraction, "split_seed": split_seed, "shards": shards,
         "train_length_histogram": {str(k): v for k, v in sorted(histogram.items())},
         "shard_bytes": {name: os.path.getsize(os.path.join(output, name))
@@ -209,10 +212,11 @@ def load_stats(path):
     sizes = stats.get("shard_bytes", {})
     for key in SPLITS:
         for shard in stats["shards"].get(key, []):
-            if not os.path.isfile(os.path.join(path, shard)):
+            if not os.path.lexists(os.path.join(path, shard)):
                 raise audio.DataError(f"{stats_path} lists shard {shard!r}, which is missing")
-            # A truncated or rewritten shard would fail mid-epoch: catch it before training.
-            size = os.path.getsize(os.path.join(path, shard))
+            # A truncated or rewritten shard would fail mid-epoch, a FIFO would block: catch them
+            # before training.
+            size = audio.regular_file_size(os.path.join(path, shard))
             if shard in sizes and size != sizes[shard]:
                 raise audio.DataError(f"{os.path.join(path, shard)} is {size} bytes but {stats_path} "
                                       f"says {sizes[shard]} (truncated or changed?): prepare again")

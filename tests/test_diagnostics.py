@@ -12,6 +12,7 @@ from conftest import load_config_file, read_events, run_cli
 
 Z = 3
 N_FRAMES = 20_000
+X_DIM = 12
 
 
 def moment_fit_tolerance(z_dim, n):
@@ -91,6 +92,36 @@ def test_active_units_count_dimensions_whose_mean_varies(tf):
                                [1.0, 0.09, 0.0025, 0.0], rtol=0.1, atol=1e-12)
 
 
+@pytest.mark.parametrize("config_file", ["storn.py", "vrnn_gauss.py", "zforcing.py"])
+def test_statistics_of_a_network_match_its_own_distributions(tf, config_file):
+    """On a real network, the KL the diagnostics accumulate from a trajectory equals the masked
+    mean of the network's own analytic KL (tfd.kl_divergence) on it; STORN's prior scale is 1."""
+    from avrnn_tf import config as config_lib
+    from avrnn_tf import diagnostics
+    from avrnn_tf import models
+
+    config = load_config_file(config_file, "tiny")
+    network = models.create_network(config_lib.model_spec(config, X_DIM))
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal([3, 9, X_DIM]).astype(np.float32)
+    mask = np.ones([3, 9], np.float32)
+    mask[1, 5:] = mask[2, 2:] = 0.0
+    out = diagnostics.latent_pairs(network, x, mask, diagnostics.stream_seed(0, 1))
+    dists = network.distributions(out)
+    kl = dists["posterior"].kl_divergence(dists["prior"]).numpy()
+    stats = diagnostics.LatentStatistics(network.z_dim)
+    stats.add(out["post_loc"], out["post_scale"], out["prior_loc"], out["prior_scale"], mask)
+    result = stats.result()
+    assert result["kl_split"]["num_frames"] == mask.sum()
+    assert result["kl_split"]["kl_per_frame"] == pytest.approx((kl * mask).sum() / mask.sum(),
+                                                               rel=1e-5)
+    if config_file == "storn.py":
+        np.testing.assert_allclose(result["latent_dims"]["prior_scale"], 1.0)
+    full = diagnostics.Diagnostics(network, critic_steps=0)([(x, mask)], seed=3)
+    assert full["fresh_critic"] is None
+    assert np.isfinite(list(diagnostics.scalars(full).values())).all()
+
+
 # --------------------------------------------------------------------------- fresh critic
 
 def shifted_gaussians(tf, shift):
@@ -124,8 +155,6 @@ def test_fresh_critic_recovers_the_exact_w1_of_shifted_gaussians(tf, shift):
 
 
 # ------------------------------------------------------------- nothing of a run is disturbed
-
-X_DIM = 12
 
 
 def tiny_avrnn():

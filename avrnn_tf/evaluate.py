@@ -2,6 +2,7 @@
 
   avrnn-eval --workdir=DIR [--bound=elbo,iwae,fivo] [--num_samples=K] [--split=test|valid]
              [--checkpoint=ckpt-2000] [--max_sequences=N] [--output=FILE.json]
+             [--diagnostics [--critic_steps=500]]   (latent diagnostics: avrnn_tf/diagnostics.py)
   python -m avrnn_tf.evaluate ...   (the same program)
 
 Reads what `avrnn-train` wrote into DIR (config.json, data_stats.json, checkpoints/), restores the

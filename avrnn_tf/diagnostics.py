@@ -351,7 +351,10 @@ class Diagnostics:
                                       input_signature=signature)
         self.fresh_critic = None
         if self.critic_steps > 0:
-            draw = lambda x, m, s: (lambda out: (out["z_prior"], out["z"]))(self.trajectory(x, m, s))
+            def draw(x, mask, seed):
+                out = self.trajectory(x, mask, seed)
+                return out["z_prior"], out["z"]
+
             self.fresh_critic = FreshCritic(draw, network.z_dim, critic_shape,
                                             learning_rate=learning_rate, gp_weight=gp_weight)
 

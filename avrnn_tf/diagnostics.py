@@ -71,12 +71,12 @@ import numpy as np
 import tensorflow as tf
 
 from avrnn_tf import adversarial
+from avrnn_tf import rng
 
 ESTIMATOR = "gaussian_moment_fit"
 ACTIVE_THRESHOLD = 0.01  # Burda et al. (2016): Cov_x(E_q[z_d]) > 0.01.
 DEFAULT_CRITIC_STEPS = 500
 LEARNING_RATE = 3e-3  # Adam's, for the fresh critic.
-RNG_ALG = adversarial.RNG_ALG
 _FIT, _HELDOUT, _KL = 1, 2, 3  # Folded into the base seed: the three streams never share noise.
 
 
@@ -84,7 +84,7 @@ def stream_seed(seed, *parts):
     """A stateless [2] int32 seed: `seed` folded with each of `parts` in turn."""
     s = tf.constant([int(seed), 13], tf.int32)
     for p in parts:
-        s = tf.random.experimental.stateless_fold_in(s, p, alg=RNG_ALG)
+        s = rng.fold_in(s, p)
     return s
 
 
@@ -101,10 +101,10 @@ def latent_pairs(network, x, mask, seed):
       each [B, T, .]) plus "z_prior" [B, T, Z]: z_t = prior_loc + prior_scale * eps', eps'
       independent of the posterior noise (the pairs A-VRNN's critic phase compares).
     """
-    q_seed, p_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2, alg=RNG_ALG))
-    noise = tf.random.stateless_normal(network.noise_shape(x), seed=q_seed, alg=RNG_ALG)
+    q_seed, p_seed = tf.unstack(rng.split(seed, 2))
+    noise = rng.normal(network.noise_shape(x), q_seed)
     out = network.trajectory(x, noise, mask=mask)
-    eps = tf.random.stateless_normal(tf.shape(out["z"]), seed=p_seed, alg=RNG_ALG)
+    eps = rng.normal(tf.shape(out["z"]), p_seed)
     out["z_prior"] = out["prior_loc"] + out["prior_scale"] * eps
     return {k: tf.stop_gradient(v) for k, v in out.items()}
 
@@ -240,7 +240,7 @@ class FreshCritic:
         self._measures = {}
 
     def _step_fn(self, x, mask, seed):
-        pair_seed, gp_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2, alg=RNG_ALG))
+        pair_seed, gp_seed = tf.unstack(rng.split(seed, 2))
         z_prior, z_post = self.draw(x, mask, pair_seed)
         critic, variables = self.critic, self.critic.trainable_variables
         with tf.GradientTape() as tape:

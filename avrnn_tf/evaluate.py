@@ -220,16 +220,19 @@ def evaluate_workdir(workdir, bounds_to_run=("elbo",), num_samples=100, split="t
         raise EvalError(f"--max_elements={max_elements}: expected an integer >= 1")
     if critic_steps < 0:
         raise EvalError(f"--critic_steps={critic_steps}: expected an integer >= 0")
+    from avrnn_tf import registry
     from avrnn_tf import restore
 
     try:
+        if diagnostics:  # Checked before anything heavy is loaded.
+            kind = restore.read_config(workdir).model.kind
+            if not getattr(registry.network_class(kind), "latent", True):
+                raise EvalError(f"--diagnostics: model kind {kind!r} has no latent variables to "
+                                "diagnose")
         run = restore.load_run(workdir, checkpoint, warn=log)
     except restore.RestoreError as e:
         raise EvalError(str(e)) from None
     config, stats, network, step, ckpt_path = run
-    if diagnostics and not int(network.noise_shape(tf.zeros([1, 1, network.spec.x_dim]))[-1]):
-        raise EvalError(f"--diagnostics: model kind {config.model.kind!r} has no latent "
-                        "variables to diagnose")
     resolve_data_path(config, stats)
     batches, corpus = held_out_batches(config, stats, split, batch_size or config.data.valid_batch_size,
                                        max_sequences)

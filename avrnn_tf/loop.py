@@ -33,6 +33,7 @@ import tensorflow as tf
 
 from avrnn_tf import config as config_lib
 from avrnn_tf import models
+from avrnn_tf import progress
 from avrnn_tf import training
 from avrnn_tf import workdir as workdir_lib
 from avrnn_tf.data import corpora
@@ -642,14 +643,14 @@ def _train(run, verbose):
         result = {}
         if step == 0:
             result = run.evaluate()
-        callback = StepCallback(run)
+        callbacks = [StepCallback(run), *progress.callbacks(verbose, t)]
         total_rounds = math.ceil(t.steps / t.eval_every)
         run.sync_interrupted()
         while step < t.steps and not run.interrupted:
             n = min(t.eval_every - step % t.eval_every, t.steps - step)
             ds = run.distribute(run.train_dataset(step))
             run.trainer.fit(ds, epochs=step // t.eval_every + 1, initial_epoch=step // t.eval_every,
-                            steps_per_epoch=n, callbacks=[callback], verbose=verbose, shuffle=False)
+                            steps_per_epoch=n, callbacks=callbacks, verbose=0, shuffle=False)
             run.sync_interrupted()
             step = run.step
             if run.stop_reason:

@@ -19,12 +19,12 @@ def title(model, step, seed, what=""):
     return f"{what + ' - ' if what else ''}{model}, step {step}, seed {seed}"
 
 
-def new_figure(title_text, rows=1, cols=1, width=8.0, height=4.0, **subplot_kw):
-    """(Figure, axes) with a suptitle; `axes` as matplotlib's `subplots` returns them."""
+def new_figure(title_text, rows=1, cols=1, width=8.0, height=4.0, **subplots_kw):
+    """(Figure, axes) with a suptitle; `axes` as matplotlib's `Figure.subplots` returns them."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=True, **subplot_kw)
+    axes = fig.subplots(rows, cols, **subplots_kw)
     fig.suptitle(title_text, fontsize=10)
     return fig, axes
 
@@ -74,3 +74,9 @@ def to_rgb(fig):
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def clip_figures(waves, sample_rate, model, step, seed):
+    """One titled `clip_figure` per generated clip of waves [N, samples] ("clip k - ...")."""
+    return [clip_figure(wave, sample_rate, title(model, step, seed, f"clip {k}"))
+            for k, wave in enumerate(waves)]

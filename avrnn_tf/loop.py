@@ -32,8 +32,10 @@ import numpy as np
 import tensorflow as tf
 
 from avrnn_tf import config as config_lib
+from avrnn_tf import figures
 from avrnn_tf import models
 from avrnn_tf import progress
+from avrnn_tf import run_summary
 from avrnn_tf import training
 from avrnn_tf import workdir as workdir_lib
 from avrnn_tf.data import corpora
@@ -531,9 +533,16 @@ class Run:
         if not t.num_audio_clips or self.corpus.binary or not self.is_chief:
             return
         wave = self.generate(t.num_audio_clips, t.audio_seconds, seed=self.step)
+        images = [figures.to_rgb(f) for f in self.clip_figures(wave)]
         with self.writer.as_default(step=self.step):
             tf.summary.audio("audio/samples", wave[:, :, None], self.corpus.sample_rate,
                              max_outputs=t.num_audio_clips)
+            tf.summary.image("audio/spectrograms", np.stack(images), max_outputs=len(images))
+
+    def clip_figures(self, waves):
+        """Labelled figures of clips `generate` made at this step (its seed is the step)."""
+        model = f"{self.config.model.kind}/{self.config.model.emission}"
+        return figures.clip_figures(waves, self.corpus.sample_rate, model, self.step, self.step)
 
     def write_sample_files(self):
         import soundfile
@@ -544,10 +553,11 @@ class Run:
         folder = os.path.join(self.workdir, "samples")
         os.makedirs(folder, exist_ok=True)
         paths = []
-        for k, wave in enumerate(self.generate(t.num_final_samples, max(t.audio_seconds, 1.0),
-                                               seed=self.step)):
+        waves = self.generate(t.num_final_samples, max(t.audio_seconds, 1.0), seed=self.step)
+        for k, (wave, figure) in enumerate(zip(waves, self.clip_figures(waves))):
             path = os.path.join(folder, f"step_{self.step}_{k}.wav")
             soundfile.write(path, wave, self.corpus.sample_rate, subtype="PCM_16")
+            figures.save(figure, path[:-len(".wav")] + ".png")
             paths.append(path)
         return paths
 
@@ -620,6 +630,8 @@ def _train(run, verbose):
     config, t = run.config, run.config.train
     step = run.restore()
     run.save_config()
+    if run.is_chief:
+        run_summary.write(run.writer, config, step)
     log(f"{config.model.kind}/{config.model.emission} on {run.corpus.source}: "
         f"{run.corpus.sizes()} sequences "
         f"{'of binary frames' if getattr(run.corpus, 'binary', False) else f'at {run.corpus.sample_rate} Hz'}, "
@@ -674,5 +686,5 @@ def _train(run, verbose):
     if samples:
         log(f"wrote {len(samples)} generated clip(s) to {os.path.dirname(samples[0])}")
     log(f"done at step {run.step}; TensorBoard: tensorboard --logdir "
-        f"{os.path.join(run.read_dir, 'tensorboard')}")
+        f"{os.path.dirname(os.path.abspath(run.read_dir))}")
     return {"step": run.step, "valid": {k: float(v) for k, v in result.items()}, "samples": samples}

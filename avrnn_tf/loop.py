@@ -684,7 +684,8 @@ def _train(run, verbose):
             signal.signal(s, handler)
     samples = run.write_sample_files()
     if samples:
-        log(f"wrote {len(samples)} generated clip(s) to {os.path.dirname(samples[0])}")
+        log(f"wrote {len(samples)} generated clip(s) (WAV, and a PNG of each) to "
+            f"{os.path.dirname(samples[0])}")
     log(f"done at step {run.step}; TensorBoard: tensorboard --logdir "
-        f"{os.path.dirname(os.path.abspath(run.read_dir))}")
+        f"{os.path.dirname(os.path.normpath(run.read_dir)) or '.'}")
     return {"step": run.step, "valid": {k: float(v) for k, v in result.items()}, "samples": samples}

@@ -4,13 +4,15 @@ Keras' own progress bar prints every metric (about 250 characters, 600 for A-VRN
 its in-place redraw scrolls, and it counts `Epoch k/k` per `fit` call while the run counts rounds.
 `Progress` replaces it (the loop calls `fit` with verbose=0):
 
-  step 1200/3000  round 3/6  ELBO/frame -61.3  KL/frame 3.41  38.5 steps/s  ETA 0:47
+  step 1200/3000  ELBO/frame -61.3  KL/frame 3.41  38.5 steps/s  ETA 0:47
 
 within the terminal's width (80 columns when stdout is not a terminal; the least important fields
-are dropped first, the round number first of all). `loss` is shown when it is not -ELBO/frame
-(A-VRNN's reconstruction loss, Z-Forcing's auxiliary cost, a KL weight other than 1). Rounds are numbered as the loop's validation lines number them. steps/s and the
-ETA come from the steady-state speed: the first step of every `fit` call (graph tracing, the input
-pipeline's start) is not timed, nor is validation between rounds. The full metric set is in
+are dropped first). `loss` is shown when it is not -ELBO/frame (A-VRNN's reconstruction loss,
+Z-Forcing's auxiliary cost, a KL weight other than 1). The round of `train.eval_every` steps is
+named in the loop's validation line after each round and in the full line, counted as the loop
+counts it (no Keras `Epoch k/k`). steps/s and the ETA come from the steady-state speed: the first
+step of every `fit` call (graph tracing, the input pipeline's start) is not timed, nor is
+validation between rounds. The full metric set is in
 TensorBoard and, one line per `train.log_every` steps, with `--progress=full`.
 
 Modes: "bar" (the line redrawn in place on a terminal, else printed every log_every steps),
@@ -29,7 +31,7 @@ import keras
 # (log key, label) of the compact line's metrics, in display order.
 COMPACT = (("loss", "loss"), ("elbo_per_frame", "ELBO/frame"), ("kl_per_frame", "KL/frame"))
 # Compact fields dropped first when the line is too wide (the step count always stays).
-DROP_ORDER = ("round", "speed", "kl_per_frame", "elbo_per_frame", "eta", "loss")
+DROP_ORDER = ("speed", "kl_per_frame", "elbo_per_frame", "eta", "loss")
 MODES = {0: "none", 1: "bar", 2: "epoch"}
 REDRAW_SECONDS = 0.2  # A live line is redrawn at most this often (and at every round's end).
 
@@ -113,7 +115,8 @@ class Progress(keras.callbacks.Callback):
 
     # --------------------------------------------------------------------------- lines
     def fields(self):
-        """{name: text} of the compact line, in display order."""
+        """{name: text} of the line's fields, in display order (the compact line leaves out
+        "round")."""
         rounds = math.ceil(self.total_steps / self.eval_every)
         out = {"step": f"step {self.step}/{self.total_steps}",
                "round": f"round {math.ceil(self.step / self.eval_every)}/{rounds}"}
@@ -132,6 +135,7 @@ class Progress(keras.callbacks.Callback):
         """The compact line, at most `width` - 1 characters (the last column is left free: some
         terminals wrap when it is written)."""
         fields = self.fields()
+        del fields["round"]
         line = "  ".join(fields.values())
         for name in DROP_ORDER:
             if len(line) < width:

@@ -81,10 +81,18 @@ def test_reproduce_paper_figures_are_labelled_and_titled(monkeypatch, tmp_path):
 
     from avrnn_tf.experiments import reproduce_paper
 
-    if not flags.FLAGS.is_parsed():
-        flags.FLAGS.mark_as_parsed()  # The flags' defaults.
     saved = []
     monkeypatch.setattr(figures, "save", lambda fig, path: saved.append((fig, path)))
+    parsed = flags.FLAGS.is_parsed()
+    flags.FLAGS.mark_as_parsed()  # The flags' defaults.
+    try:
+        check_reproduce_figures(reproduce_paper, saved, tmp_path)
+    finally:
+        if not parsed:
+            flags.FLAGS.unparse_flags()
+
+
+def check_reproduce_figures(reproduce_paper, saved, tmp_path):
     steps = np.arange(25, 101, 25)
     ones = np.ones(len(steps))
     curves = {"vrnn_gauss": {"train/elbo_per_frame": (steps, -ones), "train/kl_per_frame": (steps, ones)},

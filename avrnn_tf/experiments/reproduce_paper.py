@@ -108,7 +108,8 @@ def read_scalars(logdir):
     for path in sorted(glob.glob(os.path.join(logdir, "**", "events.out.tfevents.*"), recursive=True)):
         for event in tf.compat.v1.train.summary_iterator(path):
             for value in event.summary.value:
-                if value.HasField("tensor") and not value.tensor.tensor_shape.dim:
+                if value.HasField("tensor") and not value.tensor.tensor_shape.dim and \
+                        value.tensor.dtype != tf.string.as_datatype_enum:  # Not text/hparams.
                     v = float(tf.make_ndarray(value.tensor))
                 elif value.HasField("simple_value"):
                     v = float(value.simple_value)

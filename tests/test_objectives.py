@@ -164,3 +164,52 @@ def test_the_config_refuses_options_an_objective_does_not_use(fields, message):
     config.train.update(**fields)
     with pytest.raises(config_lib.ConfigError, match=message):
         config_lib.validate(config)
+
+
+# ---------------------------------------------------------------- a tiny run on JSB, killed
+JSB = "configs/vrnn_gauss.py:tiny,jsb"
+
+
+@pytest.mark.parametrize("name", ["fivo", "iwae"])
+def test_a_tiny_particle_run_on_jsb_resumes_exactly_after_a_kill_and_evaluates(tf, tmp_path, name):
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import PROJECT_ROOT, run_cli
+    from test_reliability import checkpoint_values, wait_for_checkpoint
+
+    args = [f"--config={JSB}", "--progress=none", f"--config.train.objective={name}",
+            "--config.train.num_particles=4", "--config.train.deterministic=True",
+            "--config.train.steps=8", "--config.train.checkpoint_every=2",
+            "--config.train.eval_every=4", "--config.data.max_valid_utterances=8"]
+    reference = tmp_path / "reference"
+    done = run_cli("avrnn_tf.train", f"--workdir={reference}", *args)
+    assert done.returncode == 0, done.stderr
+    assert f"valid {name}_per_frame" in done.stdout and "valid elbo_per_frame" in done.stdout
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "avrnn_tf.train", f"--workdir={killed}", *args],
+                            cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    wait_for_checkpoint(killed)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    resumed = run_cli("avrnn_tf.train", f"--workdir={killed}", *args)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from" in resumed.stdout
+    want = checkpoint_values(tf, str(reference / "checkpoints" / "ckpt-8"))
+    got = checkpoint_values(tf, str(killed / "checkpoints" / "ckpt-8"))
+    assert set(got) == set(want)
+    for key in want:
+        np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+
+    output = tmp_path / "eval.json"
+    ev = run_cli("avrnn_tf.evaluate", f"--workdir={killed}", "--split=test", "--bound=elbo,fivo",
+                 "--num_samples=4", "--max_sequences=4", f"--output={output}")
+    assert ev.returncode == 0, ev.stderr
+    assert f"the best checkpoint: the highest validation {name}_per_frame" in ev.stdout
+    result = json.load(open(output))
+    assert all(np.isfinite(b["per_frame"]) for b in result["bounds"].values())

@@ -42,14 +42,25 @@ class Critic(keras.layers.Layer):
       lstm_units: LSTM state size (paper: 128).
       dense_units: width of the fully connected layers (paper: 100).
       dense_layers: number of fully connected ReLU layers before the scalar (paper: 2).
+      seed: None draws the initial weights as every Keras layer does (from Python's `random`
+        and Keras' global seed generator); an integer fixes them and leaves every global random
+        state untouched (the diagnostics' fresh critic, which must not disturb a run).
     """
 
-    def __init__(self, lstm_units=128, dense_units=100, dense_layers=2, **kwargs):
+    def __init__(self, lstm_units=128, dense_units=100, dense_layers=2, seed=None, **kwargs):
         super().__init__(**kwargs)
-        self.lstm = keras.layers.LSTM(lstm_units, name="critic_lstm")
-        self.dense = [keras.layers.Dense(dense_units, activation="relu", name=f"critic_dense_{i}")
+        if seed is None:
+            init = lambda k: {}
+            lstm_init = {}
+        else:
+            init = lambda k: {"kernel_initializer": keras.initializers.GlorotUniform(seed=seed + k)}
+            lstm_init = dict(init(0), seed=seed,
+                             recurrent_initializer=keras.initializers.Orthogonal(seed=seed))
+        self.lstm = keras.layers.LSTM(lstm_units, name="critic_lstm", **lstm_init)
+        self.dense = [keras.layers.Dense(dense_units, activation="relu", name=f"critic_dense_{i}",
+                                         **init(1 + i))
                       for i in range(dense_layers)]
-        self.out = keras.layers.Dense(1, name="critic_out")
+        self.out = keras.layers.Dense(1, name="critic_out", **init(1 + dense_layers))
 
     def build_for(self, z_dim):
         """Creates the variables for latents of size z_dim (so optimizers can be built early)."""

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from avrnn_tf import figures
 from avrnn_tf import objectives
 from avrnn_tf import rng
 
@@ -76,9 +77,11 @@ class AudioClips(RunCallback):
         if not t.num_audio_clips or run.corpus.binary or not run.is_chief:
             return
         wave = run.generate(t.num_audio_clips, t.audio_seconds, seed=run.step)
+        images = [figures.to_rgb(f) for f in run.clip_figures(wave)]
         with run.writer.as_default(step=run.step):
             tf.summary.audio("audio/samples", wave[:, :, None], run.corpus.sample_rate,
                              max_outputs=t.num_audio_clips)
+            tf.summary.image("audio/spectrograms", np.stack(images), max_outputs=len(images))
 
 
 class ValidationSummaries(RunCallback):

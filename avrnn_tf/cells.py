@@ -21,6 +21,8 @@ Keras' RNN layer wants one tensor of fixed width per step, so the cell returns o
 The LSTM uses Keras' gate order (input, forget, candidate, output) and sigmoid/tanh activations.
 """
 
+import contextlib
+
 import keras
 import tensorflow as tf
 
@@ -28,6 +30,28 @@ from avrnn_tf import heads
 
 
 SMALL_KERNEL = 1 << 16  # Kernels with fewer entries keep the transpose_b input gradient.
+
+_custom_gradients = [True]  # Off inside `autodiff_only()`.
+
+
+def custom_gradients_on():
+    """Whether functions traced now get the training-speed custom gradients (`dense_product`,
+    SequenceNetwork.recurrence)."""
+    return _custom_gradients[0]
+
+
+@contextlib.contextmanager
+def autodiff_only():
+    """Traces inside this block use TensorFlow's own gradients (the same forward computation).
+
+    For graphs that are not trained, such as an exported SavedModel: it then holds no
+    custom-gradient ops, so loading it does not warn that their gradients were not saved.
+    """
+    saved, _custom_gradients[0] = _custom_gradients[0], False
+    try:
+        yield
+    finally:
+        _custom_gradients[0] = saved
 
 
 def dense_product(x, kernel):
@@ -40,6 +64,11 @@ def dense_product(x, kernel):
     flattened into one, as tensordot would do.
     """
     k, n = kernel.shape[0], kernel.shape[1]
+    if not custom_gradients_on():
+        y = tf.matmul(tf.reshape(x, [-1, k]), kernel)
+        y = tf.reshape(y, tf.concat([tf.shape(x)[:-1], [n]], 0)) if x.shape.rank != 2 else y
+        y.set_shape(x.shape[:-1].concatenate([n]))
+        return y
 
     @tf.custom_gradient
     def product(x, kernel):

@@ -2,11 +2,13 @@
 
   avrnn-eval --workdir=DIR [--bound=elbo,iwae,fivo] [--num_samples=K] [--split=test|valid]
              [--checkpoint=ckpt-2000] [--max_sequences=N] [--output=FILE.json]
+             [--diagnostics [--critic_steps=500]]   (latent diagnostics: avrnn_tf/diagnostics.py)
   python -m avrnn_tf.evaluate ...   (the same program)
   e.g. avrnn-eval --workdir=runs/default --split=valid --bound=elbo,iwae --num_samples=100
 
 Reads what `avrnn-train` wrote into DIR (config.json, data_stats.json, checkpoints/), restores the
-best checkpoint (or the one named: --checkpoint=latest, ckpt-N), and evaluates whole held-out sequences with masks:
+best checkpoint (or the one named: --checkpoint=latest, ckpt-N; the output says which and why),
+and evaluates whole held-out sequences with masks:
 
   elbo   sum_t [log p(x_t | z_t, h_{t-1}) - KL_t] with the analytic KL, one posterior sample;
   iwae   IWAE-K, K whole trajectories per sequence;
@@ -53,8 +55,9 @@ def define_flags():
     flags.DEFINE_list("bound", ["elbo"], "Bounds to compute, any of elbo, iwae, fivo (comma-separated).")
     flags.DEFINE_integer("num_samples", 100, "K, samples (IWAE) or particles (FIVO).")
     flags.DEFINE_enum("split", "test", ["test", "valid"], "Held-out split to evaluate.")
-    flags.DEFINE_string("checkpoint", "", "Checkpoint: '' = the best (checkpoints/best/, by the validation value of the run's "
-                        "objective; the latest if there is none), 'best', 'latest', 'ckpt-N', 'N' or a path.")
+    flags.DEFINE_string("checkpoint", "", "Checkpoint: '' = the best (checkpoints/best/, by the "
+                        "validation value of the run's objective; the latest if there is none), "
+                        "'best', 'latest', 'ckpt-N', 'N' or a path.")
     flags.DEFINE_integer("batch_size", 0, "Sequences per batch; 0 = config.data.valid_batch_size.")
     flags.DEFINE_integer("max_elements", DEFAULT_MAX_ELEMENTS,
                          "Memory budget: at most this many floats (K * B * T * W, W the widest "
@@ -62,6 +65,9 @@ def define_flags():
     flags.DEFINE_integer("max_sequences", 0, "Evaluate only the first N sequences of the split (0 = all).")
     flags.DEFINE_integer("seed", 0, "Seed of the evaluation noise and resampling draws.")
     flags.DEFINE_string("output", "", "JSON output path; default DIR/eval/<split>_<bounds>_k<K>_<ckpt>.json.")
+    flags.DEFINE_bool("diagnostics", False, "Also run the latent diagnostics (avrnn_tf/diagnostics.py): "
+                      "fresh-critic W, KL split, per-dimension scales, active units.")
+    flags.DEFINE_integer("critic_steps", 500, "Training steps of the diagnostics' fresh critic.")
 
 
 class EvalError(ValueError):
@@ -197,7 +203,8 @@ class BoundEvaluator:
 
 def evaluate_workdir(workdir, bounds_to_run=("elbo",), num_samples=100, split="test",
                      checkpoint="", batch_size=0, max_elements=DEFAULT_MAX_ELEMENTS,
-                     max_sequences=0, seed=0, output="", write=True):
+                     max_sequences=0, seed=0, output="", write=True, diagnostics=False,
+                     critic_steps=500):
     """Evaluates a run directory; returns the result dict (also written as JSON and TensorBoard).
 
     Raises:
@@ -214,13 +221,21 @@ def evaluate_workdir(workdir, bounds_to_run=("elbo",), num_samples=100, split="t
         raise EvalError(f"--num_samples={num_samples}: expected an integer >= 1")
     if max_elements < 1:
         raise EvalError(f"--max_elements={max_elements}: expected an integer >= 1")
+    if critic_steps < 0:
+        raise EvalError(f"--critic_steps={critic_steps}: expected an integer >= 0")
+    from avrnn_tf import registry
     from avrnn_tf import restore
 
     try:
+        if diagnostics:  # Checked before anything heavy is loaded.
+            kind = restore.read_config(workdir).model.kind
+            if not getattr(registry.network_class(kind), "latent", True):
+                raise EvalError(f"--diagnostics: model kind {kind!r} has no latent variables to "
+                                "diagnose")
         run = restore.load_run(workdir, checkpoint, warn=log)
     except restore.RestoreError as e:
         raise EvalError(str(e)) from None
-    config, stats, network, step, ckpt_path = run.config, run.stats, run.network, run.step, run.checkpoint
+    config, stats, network, step, ckpt_path = run[:5]
     resolve_data_path(config, stats)
     batches, corpus = held_out_batches(config, stats, split, batch_size or config.data.valid_batch_size,
                                        max_sequences)
@@ -257,9 +272,17 @@ def evaluate_workdir(workdir, bounds_to_run=("elbo",), num_samples=100, split="t
         if not np.all(np.isfinite(per_seq)):
             entry["non_finite_sequences"] = int(np.sum(~np.isfinite(per_seq)))
         result["bounds"][bound] = entry
+    if diagnostics:
+        from avrnn_tf import diagnostics as diagnostics_lib
+
+        try:
+            result["diagnostics"] = diagnostics_lib.diagnose_run(config, network, batches,
+                                                                 ckpt_path, critic_steps, seed)
+        except ValueError as e:
+            raise EvalError(f"--diagnostics: {e}") from None
     if write:
         name = (f"{split}_{'_'.join(bounds_to_run)}_k{num_samples}_"
-                f"{os.path.basename(ckpt_path)}.json")
+                f"{os.path.basename(ckpt_path)}{'_diagnostics' if diagnostics else ''}.json")
         output = output or os.path.join(workdir, "eval", name)
         os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
         with open(output, "w") as f:
@@ -271,6 +294,9 @@ def evaluate_workdir(workdir, bounds_to_run=("elbo",), num_samples=100, split="t
                 tf.summary.scalar(f"eval/{split}/{bound}_per_frame", entry["per_frame"])
                 tf.summary.scalar(f"eval/{split}/{bound}_per_sequence", entry["per_sequence"])
         writer.flush()
+        if diagnostics:
+            diagnostics_lib.write_summaries(result["diagnostics"], writer, step,
+                                            f"eval/{split}/diagnostics")
     return result
 
 
@@ -284,6 +310,10 @@ def format_result(result):
     for bound, e in result["bounds"].items():
         lines.append(f"  {bound:<8} {e['num_samples']:>5} {e['per_frame']:>12.4f} "
                      f"{e['per_sequence']:>15.2f}")
+    if "diagnostics" in result:
+        from avrnn_tf import diagnostics
+
+        lines += ["  diagnostics:", diagnostics.format_result(result["diagnostics"])]
     return "\n".join(lines)
 
 
@@ -301,7 +331,8 @@ def main(argv):
     try:
         result = evaluate_workdir(
             FLAGS.workdir, tuple(FLAGS.bound), FLAGS.num_samples, FLAGS.split, FLAGS.checkpoint,
-            FLAGS.batch_size, FLAGS.max_elements, FLAGS.max_sequences, FLAGS.seed, FLAGS.output)
+            FLAGS.batch_size, FLAGS.max_elements, FLAGS.max_sequences, FLAGS.seed, FLAGS.output,
+            diagnostics=FLAGS.diagnostics, critic_steps=FLAGS.critic_steps)
     except (EvalError, DataError) as e:
         fail(str(e))
     print(format_result(result), flush=True)

@@ -391,10 +391,13 @@ def export(workdir, export_dir, checkpoint="", serving_version="", overwrite=Fal
             raise ExportError(f"{path}: exists and is not empty (pass --overwrite to replace it)")
         shutil.rmtree(path)
     generator = build_generator(workdir, checkpoint, max_memory_mb)
-    # The training-speed custom gradients (cells.dense_product, SequenceNetwork.recurrence) are
-    # not saved: the signatures sample and score, nothing differentiates through them.
-    tf.saved_model.save(generator, path, signatures=generator.signatures(),
-                        options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
+    # The signatures are traced without the training-speed custom gradients (cells.dense_product,
+    # SequenceNetwork.recurrence): nothing differentiates through sample or score, and a loaded
+    # SavedModel warns about every function holding custom-gradient ops it has no gradient for.
+    from avrnn_tf import cells
+
+    with cells.autodiff_only():
+        tf.saved_model.save(generator, path, signatures=generator.signatures())
     return path, generator
 
 

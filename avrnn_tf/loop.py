@@ -47,8 +47,11 @@ import tensorflow as tf
 from avrnn_tf import callbacks as callbacks_lib
 from avrnn_tf import checkpointing
 from avrnn_tf import config as config_lib
+from avrnn_tf import figures
 from avrnn_tf import objectives
+from avrnn_tf import progress
 from avrnn_tf import registry
+from avrnn_tf import run_summary
 from avrnn_tf import training
 from avrnn_tf import workdir as workdir_lib
 from avrnn_tf.data import corpora
@@ -472,6 +475,11 @@ class Run:
         wave = self.standardizer.invert(tf.reshape(out, [num, -1]).numpy())
         return np.clip(wave, -1.0, 1.0).astype(np.float32)
 
+    def clip_figures(self, waves):
+        """Labelled figures of clips `generate` made at this step (its seed is the step)."""
+        model = f"{self.config.model.kind}/{self.config.model.emission}"
+        return figures.clip_figures(waves, self.corpus.sample_rate, model, self.step, self.step)
+
     def write_sample_files(self):
         import soundfile
 
@@ -481,10 +489,11 @@ class Run:
         folder = os.path.join(self.workdir, "samples")
         os.makedirs(folder, exist_ok=True)
         paths = []
-        for k, wave in enumerate(self.generate(t.num_final_samples, max(t.audio_seconds, 1.0),
-                                               seed=self.step)):
+        waves = self.generate(t.num_final_samples, max(t.audio_seconds, 1.0), seed=self.step)
+        for k, (wave, figure) in enumerate(zip(waves, self.clip_figures(waves))):
             path = os.path.join(folder, f"step_{self.step}_{k}.wav")
             soundfile.write(path, wave, self.corpus.sample_rate, subtype="PCM_16")
+            figures.save(figure, path[:-len(".wav")] + ".png")
             paths.append(path)
         return paths
 
@@ -549,8 +558,10 @@ def _train(run, verbose, extra_callbacks):
     first, rest = callbacks_lib.summary_callbacks(run)
     rest += [make(run) for make in extra_callbacks]
     run.callbacks = first + rest
-    fit_callbacks = first + [StepControl(run)] + rest
+    fit_callbacks = first + [StepControl(run)] + rest + progress.callbacks(verbose, t)
     run.save_config()
+    if run.is_chief:
+        run_summary.write(run.writer, config, step)
     log(f"{config.model.kind}/{config.model.emission} on {run.corpus.source}: "
         f"{run.corpus.sizes()} sequences "
         f"{'of binary frames' if getattr(run.corpus, 'binary', False) else f'at {run.corpus.sample_rate} Hz'}, "
@@ -570,11 +581,11 @@ def _train(run, verbose, extra_callbacks):
                 f"{SIGNAL_SYNC_EVERY} steps, then saving")
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    progress = run.checkpoints.progress
+    counters = run.checkpoints.progress
     try:
         result = {}
         # Step 0, or a round whose validation a signal or a kill cut off: validate it now.
-        if (step % t.eval_every == 0 or step >= t.steps) and int(progress.evaluated.numpy()) != step:
+        if (step % t.eval_every == 0 or step >= t.steps) and int(counters.evaluated.numpy()) != step:
             result = run.evaluate()
         total_rounds = math.ceil(t.steps / t.eval_every)
         run.sync_interrupted()
@@ -582,7 +593,7 @@ def _train(run, verbose, extra_callbacks):
             n = min(t.eval_every - step % t.eval_every, t.steps - step)
             ds = run.distribute(run.train_dataset(step))
             run.trainer.fit(ds, epochs=step // t.eval_every + 1, initial_epoch=step // t.eval_every,
-                            steps_per_epoch=n, callbacks=fit_callbacks, verbose=verbose,
+                            steps_per_epoch=n, callbacks=fit_callbacks, verbose=0,
                             shuffle=False)
             run.sync_interrupted()
             step = run.step
@@ -607,9 +618,10 @@ def _train(run, verbose, extra_callbacks):
             signal.signal(s, handler)
     samples = run.write_sample_files()
     if samples:
-        log(f"wrote {len(samples)} generated clip(s) to {os.path.dirname(samples[0])}")
+        log(f"wrote {len(samples)} generated clip(s) (WAV, and a PNG of each) to "
+            f"{os.path.dirname(samples[0])}")
     log(f"done at step {run.step}; TensorBoard: tensorboard --logdir "
-        f"{os.path.join(run.read_dir, 'tensorboard')}")
+        f"{os.path.dirname(os.path.normpath(run.read_dir)) or '.'}")
     return {"step": run.step, "valid": {k: float(v) for k, v in result.items()}, "samples": samples,
             "stopped_early": run.checkpoints.progress.stopped(t.early_stopping_patience)}
 

@@ -222,10 +222,12 @@ class SequenceNetwork(keras.layers.Layer, protocol.SequenceModel):
         cell (posterior head, phi_z) keep their in-loop gradients.
 
         Used inside tf.function only (in eager mode a custom gradient's forward pass is not
-        recorded by an inner tape); `hoist_weight_gradients = False` turns it off.
+        recorded by an inner tape); `hoist_weight_gradients = False` or `cells.autodiff_only()`
+        turns it off.
         """
         cell = self.cell
-        if not (self.hoist_weight_gradients and cell.built and tf.inside_function()):
+        if not (self.hoist_weight_gradients and cell.built and tf.inside_function()
+                and cells.custom_gradients_on()):
             return self.rnn(inputs)
         four_h = 4 * self.spec.h_dim
         kernels = [tf.convert_to_tensor(cell.recurrent_kernel)]

@@ -42,8 +42,9 @@ config_flags.DEFINE_config_file(
     "config", None, "Config file, e.g. configs/vrnn_gauss.py or configs/vrnn_gauss.py:tiny,fsdd.",
     lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard logs and samples.")
-flags.DEFINE_enum("progress", "auto", ["auto", "bar", "epoch", "none"],
-                  "Terminal progress: a Keras progress bar, one line per round, or nothing.")
+flags.DEFINE_enum("progress", "auto", ["auto", "bar", "epoch", "full", "none"],
+                  "Terminal progress: one line that fits the terminal (bar), one line per round "
+                  "(epoch), every metric every train.log_every steps (full), or nothing.")
 flags.DEFINE_bool("force_resume", False,
                   "Continue the run in --workdir even though its saved config differs from this one "
                   "in fields that define the experiment (model, data, optimizer, seed).")
@@ -54,7 +55,7 @@ flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"]
                   "(MultiWorkerMirroredStrategy; worker 0 writes the workdir).")
 flags.mark_flags_as_required(["config", "workdir"])
 
-_VERBOSE = {"auto": 1 if sys.stdout.isatty() else 2, "bar": 1, "epoch": 2, "none": 0}
+_VERBOSE = {"auto": 1 if sys.stdout.isatty() else 2, "bar": 1, "epoch": 2, "full": "full", "none": 0}
 
 
 def fail(message):

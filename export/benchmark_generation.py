@@ -1,7 +1,7 @@
 """Generation speed of an exported avrnn_tf SavedModel: the real-time factor (TensorFlow + numpy).
 
   python export/benchmark_generation.py --saved_model=DIR [--batch_sizes=1,16] [--seconds=10]
-      [--repeats=3] [--threads=0]
+      [--repeats=3] [--threads=0] [--verbose]
 
 For each batch size N, after one warm-up call of the same size, times `sample(N, T, seed)` (T frames
 = --seconds of audio per sequence) --repeats times and reports the best and median wall time and
@@ -21,9 +21,9 @@ import statistics
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import numpy as np  # noqa: F401  (the consumer environment: tensorflow + numpy)
 
-import numpy as np  # noqa: E402,F401  (the consumer environment: tensorflow + numpy)
+from generate_audio import import_tensorflow  # The sibling program (same directory).
 
 
 def main(argv=None):
@@ -34,16 +34,14 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=0,
                    help="intra/inter-op threads (0 = TensorFlow's default; 1 was fastest here).")
+    p.add_argument("--verbose", action="store_true",
+                   help="Show TensorFlow's start-up lines and every absl warning.")
     args = p.parse_args(argv)
     sizes = [int(v) for v in args.batch_sizes.split(",") if v.strip()]
     if not sizes or min(sizes) < 1 or args.seconds <= 0 or args.repeats < 1:
         p.error("--batch_sizes must be integers >= 1, --seconds > 0, --repeats >= 1")
 
-    import tensorflow as tf
-
-    if args.threads:
-        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    tf = import_tensorflow(args.threads, args.verbose)
     model = tf.saved_model.load(args.saved_model)
     meta = {k: v.numpy() for k, v in model.metadata().items()}
     rate, frame = int(meta["sample_rate"]), int(meta["frame_size"])

@@ -3,13 +3,13 @@
   python export/generate_audio.py --saved_model=DIR --num_samples=4 --seconds=3 --seed=0 \
       --output_dir=OUT [--temperature=1.0] [--prefix_wav=FILE] [--no_png]
 
-Imports only tensorflow, numpy and the Python standard library: the SavedModel written by
+Imports only tensorflow, numpy, the Python standard library and (for the PNGs) matplotlib: the SavedModel written by
 `avrnn-export` carries the weights, the sampler and the metadata (sample rate, frame size,
 standardization), so this program needs nothing of the package that trained the model.
 
 Writes, per clip k: OUT/sample_<seed>_<k>.wav (16-bit PCM at the model's sample rate) and
-OUT/sample_<seed>_<k>.png (waveform above a log-magnitude spectrogram), then prints one summary
-line. With --prefix_wav, each clip is the recording followed by the model's continuation of it
+OUT/sample_<seed>_<k>.png (waveform above its spectrogram, with time, frequency and dB axes; drawn
+with matplotlib when it is installed), then prints one summary line. With --prefix_wav, each clip is the recording followed by the model's continuation of it
 (the posterior filters the recording, then sampling continues from that state); a recording at
 another rate is resampled (FFT method) to the model's rate first.
 
@@ -26,11 +26,9 @@ import argparse
 import math
 import os
 import re
-import struct
 import sys
 import time
 import wave
-import zlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -94,69 +92,41 @@ def resample(x, from_rate, to_rate):
     return (np.fft.irfft(out, n_out) * (n_out / len(x))).astype(np.float32)
 
 
-# ------------------------------------------------------------------------------------ PNG
-def png_bytes(rgb):
-    """A PNG file's bytes for an RGB uint8 image [H, W, 3] (zlib + struct, no imaging library)."""
-    h, w, _ = rgb.shape
-    rows = np.concatenate([np.zeros([h, 1], np.uint8), rgb.reshape(h, w * 3)], axis=1)
+# ---------------------------------------------------------------------------------- figure
+def clip_figure(x, sample_rate, title):
+    """A matplotlib Figure of one clip: the waveform (amplitude over time in s) above its
+    spectrogram (frequency in Hz over time in s, Hann STFT of ~32 ms, colour bar in dBFS: a
+    full-scale sine peaks at 0 dB). The same layout as avrnn_tf/figures.py, which this program
+    does not import."""
+    from matplotlib.figure import Figure
 
-    def chunk(tag, body):
-        crc = zlib.crc32(tag + body) & 0xFFFFFFFF
-        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", crc)
-
-    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace.
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)) + chunk(b"IEND", b""))
-
-
-_COLORS = np.array([[0, 0, 4], [80, 18, 123], [182, 54, 121], [251, 136, 97], [252, 253, 191]],
-                   np.float32)  # Dark-to-light ramp (magma-like) for the spectrogram.
-
-
-def colormap(values):
-    """values in [0, 1] [...] -> RGB uint8 [..., 3] by linear interpolation of _COLORS."""
-    pos = np.clip(values, 0.0, 1.0) * (len(_COLORS) - 1)
-    lo = np.minimum(pos.astype(np.int64), len(_COLORS) - 2)
-    frac = (pos - lo)[..., None]
-    return (_COLORS[lo] * (1 - frac) + _COLORS[lo + 1] * frac).astype(np.uint8)
-
-
-def waveform_panel(x, width, height):
-    """Min/max envelope of x per pixel column, dark on white, with a grey zero line."""
-    img = np.full([height, width, 3], 255, np.uint8)
-    img[height // 2] = 200
-    bins = np.array_split(np.clip(x, -1, 1), width) if len(x) >= width else \
-        [x[min(len(x) - 1, i * len(x) // width):][:1] for i in range(width)]
-    lo = np.array([b.min() if b.size else 0.0 for b in bins])
-    hi = np.array([b.max() if b.size else 0.0 for b in bins])
-    to_row = lambda v: np.round((1 - (v + 1) / 2) * (height - 1)).astype(np.int64)
-    rows = np.arange(height)[:, None]
-    on = (rows >= to_row(hi)[None, :]) & (rows <= to_row(lo)[None, :])
-    img[on] = (31, 60, 136)
-    return img
-
-
-def spectrogram_panel(x, sample_rate, width, height, dynamic_range_db=80.0):
-    """Log-magnitude STFT (Hann window of ~32 ms), low frequencies at the bottom."""
+    fig = Figure(figsize=(8.0, 5.0), dpi=100, layout="constrained")
+    wave_ax, spec_ax = fig.subplots(2, 1, sharex=True, height_ratios=[1, 2])
+    fig.suptitle(title, fontsize=10)
+    wave_ax.plot(np.arange(len(x)) / sample_rate, x, lw=0.5, color="#1f3c88")
+    wave_ax.set(ylabel="amplitude", ylim=(-1.0, 1.0))
     n_fft = 1 << max(6, int(round(math.log2(max(64, 0.032 * sample_rate)))))
-    hop = max(1, n_fft // 4)
-    if len(x) < n_fft:
-        x = np.pad(x, [0, n_fft - len(x)])
-    starts = np.arange(0, len(x) - n_fft + 1, hop)
-    frames = x[starts[:, None] + np.arange(n_fft)[None, :]] * np.hanning(n_fft)[None, :]
-    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
-    db = 10 * np.log10(power + 1e-12)
-    db = (db - (db.max() - dynamic_range_db)) / dynamic_range_db  # [time, freq] in [<=0, 1]
-    cols = np.minimum((np.arange(width) * len(starts)) // width, len(starts) - 1)
-    rows = np.minimum((np.arange(height) * db.shape[1]) // height, db.shape[1] - 1)[::-1]
-    return colormap(db[cols][:, rows].T)
+    padded = np.pad(np.asarray(x, np.float64), [0, max(0, n_fft - len(x))])
+    starts = np.arange(0, len(padded) - n_fft + 1, n_fft // 4)
+    window = np.hanning(n_fft)
+    frames = padded[starts[:, None] + np.arange(n_fft)[None, :]] * window[None, :]
+    level = 20 * np.log10(np.maximum(np.abs(np.fft.rfft(frames, axis=1)) * 2 / window.sum(), 1e-10))
+    top = float(level.max())
+    mesh = spec_ax.pcolormesh((starts + n_fft / 2) / sample_rate,
+                              np.fft.rfftfreq(n_fft, 1.0 / sample_rate), level.T,
+                              shading="nearest", cmap="magma", vmin=top - 80.0, vmax=top)
+    spec_ax.set(xlabel="time (s)", ylabel="frequency (Hz)", xlim=(0.0, len(x) / sample_rate))
+    fig.colorbar(mesh, ax=[wave_ax, spec_ax], label="level (dBFS)")
+    return fig
 
 
-def clip_image(x, sample_rate, width=800):
-    """Waveform (160 px) over spectrogram (240 px), separated by a grey line."""
-    gap = np.full([4, width, 3], 160, np.uint8)
-    return np.concatenate([waveform_panel(x, width, 160), gap,
-                           spectrogram_panel(x, sample_rate, width, 240)], axis=0)
+def matplotlib_missing():
+    """Why PNGs cannot be drawn here ('' when matplotlib imports)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return "matplotlib is not installed (pip install matplotlib, or pass --no_png)"
+    return ""
 
 
 # ------------------------------------------------------------------------------ progress
@@ -250,6 +220,8 @@ def parse_args(argv):
                         "busy 2-core machine (export/README.md).")
     p.add_argument("--no_png", action="store_true", help="Skip the PNG images.")
     p.add_argument("--quiet", action="store_true", help="No progress bar.")
+    p.add_argument("--verbose", action="store_true",
+                   help="Show TensorFlow's start-up lines and every absl warning.")
     args = p.parse_args(argv)
     if not 1 <= args.num_samples <= 4096:
         raise UsageError(f"--num_samples={args.num_samples}: expected an integer in [1, 4096]")
@@ -270,20 +242,31 @@ def parse_args(argv):
     return args
 
 
-def import_tensorflow(threads=0):
+# Logged (absl, WARNING) for each function of a SavedModel written before avrnn-export traced its
+# signatures without custom gradients; harmless: nothing differentiates through them here.
+KNOWN_NOTICE = "with ops with unsaved custom gradients"
+
+
+def import_tensorflow(threads=0, verbose=False):
     """Imports TensorFlow with its start-up notices (printed to fd 2 before logging is set up)
     captured, and replayed only if the import fails; `threads` > 0 sets TensorFlow's intra- and
-    inter-op thread pools (possible only before the runtime starts)."""
+    inter-op thread pools (possible only before the runtime starts). With `verbose`, nothing is
+    hidden; otherwise TensorFlow's Python warnings and KNOWN_NOTICE are."""
+    import logging
     import tempfile
 
+    if verbose:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+        import tensorflow as tf
+        set_threads(tf, threads)
+        return tf
+    logging.getLogger("absl").addFilter(lambda record: KNOWN_NOTICE not in record.getMessage())
     sys.stderr.flush()
     saved, capture = os.dup(2), tempfile.TemporaryFile()
     os.dup2(capture.fileno(), 2)
     try:
         import tensorflow as tf
-        if threads:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        set_threads(tf, threads)
         tf.constant(0.0) + 1.0  # Device initialisation prints too.
     except BaseException:
         os.dup2(saved, 2)
@@ -298,9 +281,18 @@ def import_tensorflow(threads=0):
     return tf
 
 
+def set_threads(tf, threads):
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
 def main(argv):
     args = parse_args(argv)
-    tf = import_tensorflow(args.threads)
+    no_png = args.no_png or matplotlib_missing()
+    if no_png and not args.no_png:
+        print(f"{PROGRAM}: writing no PNGs: {no_png}", file=sys.stderr, flush=True)
+    tf = import_tensorflow(args.threads, args.verbose)
     model = tf.saved_model.load(args.saved_model)
     meta = read_metadata(model)
     rate, frame_size = int(meta["sample_rate"]), int(meta["frame_size"])
@@ -330,13 +322,16 @@ def main(argv):
             clip = np.concatenate([prefix_wave, clip])
         base = os.path.join(args.output_dir, f"sample_{args.seed}_{k}")
         write_wav(base + ".wav", clip, rate)
-        if not args.no_png:
-            with open(base + ".png", "wb") as f:
-                f.write(png_bytes(clip_image(clip, rate)))
+        if not no_png:
+            clip_figure(clip, rate, f"clip {k} - {meta['model_kind']}/{meta['emission']}, step "
+                                    f"{meta.get('step', '?')}, seed {args.seed}").savefig(base + ".png")
         written.append(base + ".wav")
     seconds = waves.shape[1] / rate
-    what = f"continuations of {os.path.basename(args.prefix_wav)} " if args.prefix_wav else ""
-    print(f"{PROGRAM}: wrote {len(written)} {what}clip(s) of {seconds:.2f} s at {rate} Hz "
+    what = f"clip(s) of {seconds:.2f} s"
+    if prefix_wave is not None:
+        what = (f"clip(s) of {os.path.basename(args.prefix_wav)} ({len(prefix_wave) / rate:.2f} s) "
+                f"continued by {seconds:.2f} s")
+    print(f"{PROGRAM}: wrote {len(written)} {what} at {rate} Hz "
           f"({meta['model_kind']}/{meta['emission']}, {meta['checkpoint']}, seed {args.seed}) "
           f"to {args.output_dir} in {elapsed:.2f} s ({seconds * len(written) / elapsed:.1f}x "
           f"real time, {seconds / elapsed:.1f}x per clip)", flush=True)

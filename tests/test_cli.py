@@ -141,7 +141,7 @@ BROKEN_FILES = {
     ("--config.train.seed=" + "1" + "0" * 29, "config.train.seed = 1" + "0" * 29 + ": expected"),
     ("--config.data.synthetic_seed=-1", "config.data.synthetic_seed = -1: expected an integer in [0,"),
     ("--config.model.h_dim=200000", "config.model.h_dim = 200000: expected an integer in [1, 4096]"),
-    ("--config.data.frame_size=1", "config.data.frame_size = 1: expected an integer in [16,"),
+    ("--config.data.frame_size=1", "config.data.frame_size = 1: expected an integer in [8,"),
 ] + [(name, text) for name, (_, text) in BROKEN_FILES.items()])
 def test_config_error_is_one_line_with_exit_status_2(tmp_path, override, expected):
     if override in BROKEN_FILES:

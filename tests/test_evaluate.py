@@ -50,7 +50,7 @@ def test_eval_errors_are_one_clear_line(vrnn_run, tmp_path):
     assert "has no test split" in result.stderr and "--split=valid" in result.stderr
     assert "Traceback" not in result.stderr
     result = run_cli("avrnn_tf.evaluate", f"--workdir={tmp_path}")
-    assert result.returncode == 2 and "config.json not found" in result.stderr
+    assert result.returncode == 2 and "config.json: missing" in result.stderr
     result = run_cli("avrnn_tf.evaluate", f"--workdir={vrnn_run}", "--checkpoint=ckpt-999",
                      "--split=valid")
     assert result.returncode == 2 and "ckpt-999" in result.stderr

@@ -346,8 +346,8 @@ def test_item8_soak_kills_mid_training(tmp_path):
     start-up (checkpoint step 0) and it passed. Now kills are timed from the first logged step."""
     import json
 
-    proc = run_cli("avrnn_tf.experiments.soak", "--cycles=2", "--steps=150", "--checkpoint_every=5",
-                   "--max_delay=0.3", f"--workdir={tmp_path / 'soak'}", timeout=400)
+    proc = run_cli("avrnn_tf.experiments.soak", "--cycles=2", "--steps=300", "--checkpoint_every=5",
+                   "--max_delay=1.5", f"--workdir={tmp_path / 'soak'}", timeout=400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["kills"] == 2 and summary["kills_mid_training"] == 2, summary

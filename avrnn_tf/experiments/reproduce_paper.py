@@ -107,7 +107,8 @@ def read_scalars(logdir):
     for path in sorted(glob.glob(os.path.join(logdir, "**", "events.out.tfevents.*"), recursive=True)):
         for event in tf.compat.v1.train.summary_iterator(path):
             for value in event.summary.value:
-                if value.HasField("tensor") and not value.tensor.tensor_shape.dim:
+                if value.HasField("tensor") and not value.tensor.tensor_shape.dim and \
+                        value.tensor.dtype != tf.string.as_datatype_enum:  # Not text/hparams.
                     v = float(tf.make_ndarray(value.tensor))
                 elif value.HasField("simple_value"):
                     v = float(value.simple_value)
@@ -143,15 +144,16 @@ def held_out_metrics(workdir):
 
 
 def plot(curves, out):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from avrnn_tf import figures
 
     names = model_names()
     avrnns = names[:-1]
     v = curves["vrnn_gauss"]
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3.8), dpi=90)
+    model = (f"A-VRNN vs VRNN-Gauss (h={FLAGS.h_dim}, z={FLAGS.z_dim}) on "
+             f"{os.path.basename(os.path.normpath(FLAGS.data))}")
+    step, seed = int(v["train/elbo_per_frame"][0][-1]), experiment_config(names[-1]).train.seed
+    fig, ax = figures.new_figure(figures.title(model, step, seed, "Figures 2-3 analogue"),
+                                 cols=2, width=10, height=3.8)
     for name in avrnns:
         s, y = curves[name]["train/recon_per_frame"]
         line, = ax[0].plot(s, y, label=f"{label(name)}: reconstruction loss")
@@ -168,12 +170,13 @@ def plot(curves, out):
     ax[1].set(xlabel="training step", ylabel="nats per frame", yscale="log",
               title="-ELBO minus reconstruction loss = KL")
     ax[1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "fig2_elbo_vs_reconstruction.png"))
-    plt.close(fig)
+    figures.save(fig, os.path.join(out, "fig2_elbo_vs_reconstruction.png"))
 
     critics = [n for n in avrnns if "train/critic_loss" in curves[n]]
-    fig, ax = plt.subplots(1, len(critics) + 1, figsize=(5 * (len(critics) + 1), 3.8), dpi=90)
+    fig, ax = figures.new_figure(figures.title(model, step, seed, "Figure 3 analogue"),
+                                 cols=len(critics) + 1, width=5 * (len(critics) + 1), height=3.8,
+                                 squeeze=False)
+    ax = ax[0]
     for panel, name in zip(ax, critics):
         for tag, what in (("train/critic_loss", "critic loss"), ("train/adversarial_loss", "adversarial loss")):
             s, y = curves[name][tag]
@@ -192,9 +195,7 @@ def plot(curves, out):
     ax[1].set(xlabel="training step", ylabel="gradient norm", yscale="log",
               title="per-phase gradient norms")
     ax[1].legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "fig3_critic_adversarial.png"))
-    plt.close(fig)
+    figures.save(fig, os.path.join(out, "fig3_critic_adversarial.png"))
 
 
 def tail_mean(series, tag, fraction=0.1):

@@ -3,7 +3,7 @@
 Object graph (what restore.py reads without a trainer):
 
     tf.train.Checkpoint(network=<the network>, model=<the trainer>, optimizer=<its optimizer>,
-                        progress=<Progress: validation bookkeeping>)
+                        validation=<ValidationCounters: early stopping, plateau>)
 
 The network is its own root child, so evaluation and export restore it alone
 (`tf.train.Checkpoint(network=...)`). The trainer still holds the network (model/network/...), and
@@ -52,9 +52,9 @@ def remove_leftovers(folder, log):
             f"{', '.join(sorted(removed))}")
 
 
-class Progress(tf.Module):
+class ValidationCounters(tf.Module):
     """What early stopping and the plateau decay remember between validation passes, saved in
-    every checkpoint (root child `progress`), so a resumed run stops and decays where an
+    every checkpoint (root child `validation`), so a resumed run stops and decays where an
     uninterrupted one would. (The learning rate itself is the optimizer's checkpointed variable.)
 
     best          the lowest validation loss so far (the negated bound the run trains), +inf at first
@@ -64,7 +64,7 @@ class Progress(tf.Module):
     """
 
     def __init__(self):
-        super().__init__(name="progress")
+        super().__init__(name="validation")
         self.best = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name="best")
         self.since_best = tf.Variable(0, dtype=tf.int64, trainable=False, name="since_best")
         self.since_change = tf.Variable(0, dtype=tf.int64, trainable=False, name="since_change")
@@ -108,9 +108,9 @@ class Checkpointer:
 
     def __init__(self, network, trainer, workdir, read_dir, keep, collective, log):
         self.trainer, self.collective, self.log = trainer, collective, log
-        self.progress = Progress()
+        self.validation = ValidationCounters()
         self.checkpoint = tf.train.Checkpoint(network=network, model=trainer,
-                                              optimizer=trainer.optimizer, progress=self.progress)
+                                              optimizer=trainer.optimizer, validation=self.validation)
         folder = os.path.join(workdir, "checkpoints")
         if os.path.isdir(folder):
             remove_leftovers(folder, log)

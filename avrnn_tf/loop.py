@@ -26,7 +26,7 @@ Validation rounds: after each round the validation value of the bound the run tr
 (`<train.objective>_per_frame`; the ELBO for A-VRNN) keeps the best checkpoint, counts rounds
 without improvement for early stopping (`train.early_stopping_patience`) and the plateau decay of
 the learning rate (`train.lr_decay_on_plateau`, `train.lr_plateau_patience`,
-`train.min_learning_rate`). The counters live in the checkpoint (checkpointing.Progress), and a
+`train.min_learning_rate`). The counters live in the checkpoint (checkpointing.ValidationCounters), and a
 round's last step is checkpointed after its validation pass, so a resumed run stops and decays at
 the same round as an uninterrupted one.
 
@@ -450,13 +450,13 @@ class Run:
 
     def evaluate(self):
         """Validation metrics, handed to every callback's `on_evaluate`; keeps the best checkpoint
-        and counts the round for early stopping and the plateau decay (checkpointing.Progress)."""
+        and counts the round for early stopping and the plateau decay (checkpointing.ValidationCounters)."""
         result = self.validation_metrics()
         for callback in self.callbacks:
             callback.on_evaluate(result)
         t, loss = self.config.train, -float(result[self.criterion])
         self.save_best(loss)
-        _, factor = self.checkpoints.progress.record(loss, self.step, t)
+        _, factor = self.checkpoints.validation.record(loss, self.step, t)
         if factor:
             optimizer = self.trainer.optimizer
             old = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
@@ -581,7 +581,7 @@ def _train(run, verbose, extra_callbacks):
                 f"{SIGNAL_SYNC_EVERY} steps, then saving")
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    counters = run.checkpoints.progress
+    counters = run.checkpoints.validation
     try:
         result = {}
         # Step 0, or a round whose validation a signal or a kill cut off: validate it now.
@@ -623,13 +623,13 @@ def _train(run, verbose, extra_callbacks):
     log(f"done at step {run.step}; TensorBoard: tensorboard --logdir "
         f"{os.path.dirname(os.path.normpath(run.read_dir)) or '.'}")
     return {"step": run.step, "valid": {k: float(v) for k, v in result.items()}, "samples": samples,
-            "stopped_early": run.checkpoints.progress.stopped(t.early_stopping_patience)}
+            "stopped_early": run.checkpoints.validation.stopped(t.early_stopping_patience)}
 
 
 def stopped_early(run, step):
     """Whether early stopping ends the run at `step` (logged once per invocation)."""
     patience = run.config.train.early_stopping_patience
-    if not run.checkpoints.progress.stopped(patience):
+    if not run.checkpoints.validation.stopped(patience):
         return False
     log(f"early stopping at step {step}: validation {run.criterion} has not improved for "
         f"{patience} rounds (train.early_stopping_patience); the best checkpoint is in "

@@ -57,9 +57,9 @@ class ValidationCounters(tf.Module):
     every checkpoint (root child `validation`), so a resumed run stops and decays where an
     uninterrupted one would. (The learning rate itself is the optimizer's checkpointed variable.)
 
-    best          the lowest validation loss so far (the negated bound the run trains), +inf at first
+    best          the lowest validation loss so far (minus the bound the run trains); +inf at first
     since_best    validation rounds since `best` was reached (early stopping counts these)
-    since_change  rounds since the last improvement or learning-rate decay (the plateau counts these)
+    since_change  rounds since the last improvement or decay (the plateau decay counts these)
     evaluated     the step of the last validation pass (-1: none yet)
     """
 

@@ -26,9 +26,9 @@ Validation rounds: after each round the validation value of the bound the run tr
 (`<train.objective>_per_frame`; the ELBO for A-VRNN) keeps the best checkpoint, counts rounds
 without improvement for early stopping (`train.early_stopping_patience`) and the plateau decay of
 the learning rate (`train.lr_decay_on_plateau`, `train.lr_plateau_patience`,
-`train.min_learning_rate`). The counters live in the checkpoint (checkpointing.ValidationCounters), and a
-round's last step is checkpointed after its validation pass, so a resumed run stops and decays at
-the same round as an uninterrupted one.
+`train.min_learning_rate`). The counters live in the checkpoint
+(checkpointing.ValidationCounters), and a round's last step is checkpointed after its validation
+pass, so a resumed run stops and decays at the same round as an uninterrupted one.
 
 Parts: checkpointing.py (save, best, restore, rotation), callbacks.py (TensorBoard summaries as
 Keras callbacks), multi_worker.py (the Keras patches of a multi-worker fit); here the training data,
@@ -450,7 +450,7 @@ class Run:
 
     def evaluate(self):
         """Validation metrics, handed to every callback's `on_evaluate`; keeps the best checkpoint
-        and counts the round for early stopping and the plateau decay (checkpointing.ValidationCounters)."""
+        and counts the round for early stopping and the plateau decay (ValidationCounters)."""
         result = self.validation_metrics()
         for callback in self.callbacks:
             callback.on_evaluate(result)

@@ -26,6 +26,7 @@ import shutil
 import numpy as np
 import tensorflow as tf
 
+from avrnn_tf import restore as restore_lib
 from avrnn_tf import workdir as workdir_lib
 
 
@@ -111,6 +112,10 @@ class Checkpointer:
         self.validation = ValidationCounters()
         self.checkpoint = tf.train.Checkpoint(network=network, model=trainer,
                                               optimizer=trainer.optimizer, validation=self.validation)
+        # Checkpoints written before the counters existed restore through this one (the counters
+        # keep their initial values: no validation recorded yet).
+        self.without_counters = tf.train.Checkpoint(network=network, model=trainer,
+                                                    optimizer=trainer.optimizer)
         folder = os.path.join(workdir, "checkpoints")
         if os.path.isdir(folder):
             remove_leftovers(folder, log)
@@ -153,7 +158,9 @@ class Checkpointer:
         `damaged` and skipped); returns the step (0 when there is none)."""
         for path in reversed(self.restore_manager.checkpoints):
             try:
-                self.checkpoint.restore(path).assert_existing_objects_matched()
+                root = self.checkpoint if "validation" in restore_lib.root_children(path) \
+                    else self.without_counters
+                root.restore(path).assert_existing_objects_matched()
             except Exception as e:  # A damaged file fails in many ways (DataLoss, IndexError, ...).
                 self.log(f"checkpoint {path} is unreadable ({type(e).__name__}: "
                          f"{str(e).splitlines()[0][:200]}); trying the previous one")

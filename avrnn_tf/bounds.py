@@ -17,6 +17,7 @@ import math
 import tensorflow as tf
 
 from avrnn_tf import heads
+from avrnn_tf import replicas
 from avrnn_tf import rng
 
 
@@ -225,8 +226,9 @@ def fivo(model, x, mask, noise, num_samples, seed, resample=True, ess_threshold=
             log_sum = tf.reduce_logsumexp(log_w, axis=0)
             log_ess = 2.0 * log_sum - tf.reduce_logsumexp(2.0 * log_w, axis=0)
             now = tf.logical_and(real, log_ess <= math.log(ess_threshold * k))
+            # Per sequence (the batch rows of a global batch when tf.distribute splits it).
             ancestors = tf.transpose(rng.categorical(
-                tf.transpose(log_w), k, rng.fold_in(seed, t)))  # [K, B]
+                tf.transpose(log_w), k, rng.fold_in(seed, t), replicas.uniform))  # [K, B]
             ancestors = tf.where(now[None, :], ancestors, tf.range(k)[:, None] + 0 * columns)
             rows = tf.reshape(ancestors * batch + columns, [-1])
             state = [tf.gather(s, rows) for s in state]

@@ -2,7 +2,8 @@
 
 Object graph (what restore.py reads without a trainer):
 
-    tf.train.Checkpoint(network=<the network>, model=<the trainer>, optimizer=<its optimizer>)
+    tf.train.Checkpoint(network=<the network>, model=<the trainer>, optimizer=<its optimizer>,
+                        validation=<ValidationCounters: early stopping, plateau>)
 
 The network is its own root child, so evaluation and export restore it alone
 (`tf.train.Checkpoint(network=...)`). The trainer still holds the network (model/network/...), and
@@ -25,6 +26,7 @@ import shutil
 import numpy as np
 import tensorflow as tf
 
+from avrnn_tf import restore as restore_lib
 from avrnn_tf import workdir as workdir_lib
 
 
@@ -51,6 +53,47 @@ def remove_leftovers(folder, log):
             f"{', '.join(sorted(removed))}")
 
 
+class ValidationCounters(tf.Module):
+    """What early stopping and the plateau decay remember between validation passes, saved in
+    every checkpoint (root child `validation`), so a resumed run stops and decays where an
+    uninterrupted one would. (The learning rate itself is the optimizer's checkpointed variable.)
+
+    best          the lowest validation loss so far (minus the bound the run trains); +inf at first
+    since_best    validation rounds since `best` was reached (early stopping counts these)
+    since_change  rounds since the last improvement or decay (the plateau decay counts these)
+    evaluated     the step of the last validation pass (-1: none yet)
+    """
+
+    def __init__(self):
+        super().__init__(name="validation")
+        self.best = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name="best")
+        self.since_best = tf.Variable(0, dtype=tf.int64, trainable=False, name="since_best")
+        self.since_change = tf.Variable(0, dtype=tf.int64, trainable=False, name="since_change")
+        self.evaluated = tf.Variable(-1, dtype=tf.int64, trainable=False, name="evaluated")
+
+    def stopped(self, patience):
+        """Whether early stopping (`patience` rounds; 0 = never) has ended the run."""
+        return 0 < patience <= int(self.since_best.numpy())
+
+    def record(self, loss, step, train):
+        """Counts one validation pass of `loss` at `step` under config.train `train`; returns
+        (improved, the new learning rate or None when it does not change). A non-finite loss
+        never improves."""
+        improved = math.isfinite(loss) and loss < float(self.best.numpy())
+        self.evaluated.assign(step)
+        if improved:
+            self.best.assign(loss)
+            self.since_best.assign(0)
+            self.since_change.assign(0)
+            return True, None
+        self.since_best.assign_add(1)
+        self.since_change.assign_add(1)
+        if not train.lr_decay_on_plateau or int(self.since_change.numpy()) < train.lr_plateau_patience:
+            return False, None
+        self.since_change.assign(0)
+        return False, train.lr_decay_on_plateau
+
+
 class Checkpointer:
     """Save, best, restore and rotation for one run.
 
@@ -66,8 +109,13 @@ class Checkpointer:
 
     def __init__(self, network, trainer, workdir, read_dir, keep, collective, log):
         self.trainer, self.collective, self.log = trainer, collective, log
+        self.validation = ValidationCounters()
         self.checkpoint = tf.train.Checkpoint(network=network, model=trainer,
-                                              optimizer=trainer.optimizer)
+                                              optimizer=trainer.optimizer, validation=self.validation)
+        # Checkpoints written before the counters existed restore through this one (the counters
+        # keep their initial values: no validation recorded yet).
+        self.without_counters = tf.train.Checkpoint(network=network, model=trainer,
+                                                    optimizer=trainer.optimizer)
         folder = os.path.join(workdir, "checkpoints")
         if os.path.isdir(folder):
             remove_leftovers(folder, log)
@@ -110,7 +158,9 @@ class Checkpointer:
         `damaged` and skipped); returns the step (0 when there is none)."""
         for path in reversed(self.restore_manager.checkpoints):
             try:
-                self.checkpoint.restore(path).assert_existing_objects_matched()
+                root = self.checkpoint if "validation" in restore_lib.root_children(path) \
+                    else self.without_counters
+                root.restore(path).assert_existing_objects_matched()
             except Exception as e:  # A damaged file fails in many ways (DataLoss, IndexError, ...).
                 self.log(f"checkpoint {path} is unreadable ({type(e).__name__}: "
                          f"{str(e).splitlines()[0][:200]}); trying the previous one")
@@ -159,9 +209,9 @@ class Checkpointer:
         self.damaged.discard(name)
         return path
 
-    def save_best(self, valid_loss, best_path):
+    def save_best(self, valid_loss, best_path, criterion):
         """Keeps checkpoints/best/ at the lowest `valid_loss` seen (best.json at `best_path`
-        records it)."""
+        records it, with the name of the validation metric it is the negation of)."""
         best = json.load(open(best_path)) if os.path.exists(best_path) else None
         worse = not math.isfinite(valid_loss) or (best and best["valid_loss"] <= valid_loss)
         if self.collective is not None:  # Saving is collective: the chief decides for all.
@@ -170,5 +220,6 @@ class Checkpointer:
             return
         if self.save(self.best_manager):
             workdir_lib.atomic_write_text(best_path, json.dumps(
-                {"step": self.step, "valid_loss": valid_loss,
-                 "checkpoint": self.best_manager.latest_checkpoint}, indent=2))
+                {"step": self.step, "valid_loss": valid_loss, "criterion": criterion,
+                 "value": -valid_loss, "checkpoint": self.best_manager.latest_checkpoint},
+                indent=2))

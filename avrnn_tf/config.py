@@ -191,8 +191,17 @@ FIELDS = (
     Field("train.deterministic", False, "TF op determinism: bitwise-reproducible (slower) runs"),
     Field("train.algorithm", "elbo", "training algorithm (avrnn: the adversarial phases)",
           one_of(names.ALGORITHMS)),
-    Field("train.objective", "elbo", "what the ELBO trainer maximises (objectives.py)",
-          one_of(names.OBJECTIVES)),
+    Field("train.objective", "elbo", "what the ELBO trainer maximises (objectives.py): elbo, or the "
+          "K-particle bounds iwae | fivo", one_of(names.OBJECTIVES)),
+    Field("train.num_particles", 1, "K of train.objective = iwae | fivo (FIVO paper: 4)",
+          between(1, 1024)),
+    Field("train.early_stopping_patience", 0, "stop after this many validation rounds without a "
+          "better best checkpoint; 0 = never", at_least(0)),
+    Field("train.lr_decay_on_plateau", 0.0, "multiply the learning rate by this factor after "
+          "train.lr_plateau_patience rounds without improvement; 0 = off", between(0, 1, False, True)),
+    Field("train.lr_plateau_patience", 3, "validation rounds without improvement before a decay",
+          at_least(1)),
+    Field("train.min_learning_rate", 0.0, "plateau decay never goes below this rate", at_least(0)),
     Field("train.xla", "auto", "XLA-compile the train step (auto: on GPU only)",
           one_of(names.XLA_CHOICES)),
 
@@ -388,6 +397,8 @@ def validate(config):
                 problems.append(f"config.train.{name} = {t[name]!r}: not used by train.algorithm "
                                 "'avrnn' (its reconstruction phase is -log p(x|z) + "
                                 "config.adversarial.kl_weight * KL)")
+    if not problems:
+        problems += objective_problems(config)
     if not problems and config.data.train_frames == 0:
         if config.data.stream:
             problems.append("config.data.train_frames = 0 (whole utterances) reads the corpus into "
@@ -401,6 +412,22 @@ def validate(config):
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     return config
+
+
+def objective_problems(config):
+    """One line per train field the chosen train.objective / algorithm does not use."""
+    t = config.train
+    if t.objective == "elbo":
+        return [] if t.num_particles == 1 else [
+            f"config.train.num_particles = {t.num_particles}: used only by train.objective "
+            "'iwae' or 'fivo' (train.objective is 'elbo')"]
+    if t.algorithm == "avrnn":
+        return [f"config.train.objective = {t.objective!r}: train.algorithm 'avrnn' trains the "
+                "ELBO only (its reconstruction phase); use train.objective 'elbo'"]
+    return [f"config.train.{name} = {t[name]!r}: the KL options are for train.objective 'elbo'; "
+            f"the {t.objective.upper()} bound has no separate KL term"
+            for name, used in (("kl_weight", t.kl_weight != 1.0), ("kl_anneal", t.kl_anneal),
+                               ("free_bits", t.free_bits != 0.0)) if used]
 
 
 def model_spec(config, x_dim, emission_bias=None):

@@ -7,7 +7,8 @@
   e.g. avrnn-eval --workdir=runs/default --split=valid --bound=elbo,iwae --num_samples=100
 
 Reads what `avrnn-train` wrote into DIR (config.json, data_stats.json, checkpoints/), restores the
-latest checkpoint (or the one named), and evaluates whole held-out sequences with masks:
+best checkpoint (or the one named: --checkpoint=latest, ckpt-N; the output says which and why),
+and evaluates whole held-out sequences with masks:
 
   elbo   sum_t [log p(x_t | z_t, h_{t-1}) - KL_t] with the analytic KL, one posterior sample;
   iwae   IWAE-K, K whole trajectories per sequence;
@@ -54,7 +55,9 @@ def define_flags():
     flags.DEFINE_list("bound", ["elbo"], "Bounds to compute, any of elbo, iwae, fivo (comma-separated).")
     flags.DEFINE_integer("num_samples", 100, "K, samples (IWAE) or particles (FIVO).")
     flags.DEFINE_enum("split", "test", ["test", "valid"], "Held-out split to evaluate.")
-    flags.DEFINE_string("checkpoint", "", "Checkpoint name (ckpt-N) or path; empty = the latest.")
+    flags.DEFINE_string("checkpoint", "", "Checkpoint: '' = the best (checkpoints/best/, by the "
+                        "validation value of the run's objective; the latest if there is none), "
+                        "'best', 'latest', 'ckpt-N', 'N' or a path.")
     flags.DEFINE_integer("batch_size", 0, "Sequences per batch; 0 = config.data.valid_batch_size.")
     flags.DEFINE_integer("max_elements", DEFAULT_MAX_ELEMENTS,
                          "Memory budget: at most this many floats (K * B * T * W, W the widest "
@@ -232,14 +235,15 @@ def evaluate_workdir(workdir, bounds_to_run=("elbo",), num_samples=100, split="t
         run = restore.load_run(workdir, checkpoint, warn=log)
     except restore.RestoreError as e:
         raise EvalError(str(e)) from None
-    config, stats, network, step, ckpt_path = run
+    config, stats, network, step, ckpt_path = run[:5]
     resolve_data_path(config, stats)
     batches, corpus = held_out_batches(config, stats, split, batch_size or config.data.valid_batch_size,
                                        max_sequences)
     evaluator = BoundEvaluator(network, num_samples, max_elements, seed)
     num_frames = np.concatenate([m.sum(axis=1) for _, m in batches])
     result = {
-        "workdir": os.path.abspath(workdir), "checkpoint": ckpt_path, "step": step, "split": split,
+        "workdir": os.path.abspath(workdir), "checkpoint": ckpt_path, "step": step,
+        "checkpoint_why": run.why, "split": split,
         "model": {"kind": config.model.kind, "emission": config.model.emission},
         "data": corpus.source, "num_sequences": int(len(num_frames)),
         "num_frames": int(num_frames.sum()), "num_samples": int(num_samples), "seed": int(seed),
@@ -300,6 +304,8 @@ def format_result(result):
     lines = [f"{result['model']['kind']}/{result['model']['emission']} at step {result['step']} "
              f"({os.path.basename(result['checkpoint'])}), {result['split']} split: "
              f"{result['num_sequences']} sequences, {result['num_frames']} frames",
+             f"  checkpoint: {os.path.relpath(result['checkpoint'], result['workdir'])} "
+             f"(step {result['step']}), {result['checkpoint_why']}",
              f"  {'bound':<8} {'K':>5} {'nats/frame':>12} {'nats/sequence':>15}"]
     for bound, e in result["bounds"].items():
         lines.append(f"  {bound:<8} {e['num_samples']:>5} {e['per_frame']:>12.4f} "

@@ -50,7 +50,6 @@ Serving watches ("auto" picks one more than the largest existing version number)
 
 import json
 import os
-import re
 import shutil
 
 from absl import flags
@@ -338,23 +337,23 @@ class Generator(tf.Module):
 
 # ------------------------------------------------------------------------ from a workdir
 def load_network(workdir, checkpoint=""):
-    """The workdir's network restored alone (`restore.load_run`); returns (network, config,
-    stats, checkpoint path). ExportError with one line naming the file otherwise."""
+    """The workdir's network restored alone: `restore.load_run`'s LoadedRun (network, config,
+    stats, checkpoint path, step, why). ExportError with one line naming the file otherwise."""
     try:
         run = restore.load_run(workdir, checkpoint,
                                warn=lambda line: print(f"avrnn-export: {line}", flush=True))
     except restore.RestoreError as e:
         raise ExportError(str(e)) from None
-    return run.network, run.config, run.stats, run.checkpoint
+    return run
 
 
 def build_generator(workdir, checkpoint="", max_memory_mb=MAX_MEMORY_MB):
-    """The `Generator` of a workdir's latest (or named) checkpoint."""
+    """The `Generator` of a workdir's best (or named) checkpoint (`restore.load_run`)."""
     import avrnn_tf
     from avrnn_tf import config as config_lib
 
-    network, config, stats, path = load_network(workdir, checkpoint)
-    match = re.search(r"ckpt-(\d+)$", path)
+    run = load_network(workdir, checkpoint)
+    network, config, stats, path = run.network, run.config, run.stats, run.checkpoint
     metadata = {
         "sample_rate": int(stats["sample_rate"]), "frame_size": int(stats["frame_size"]),
         "mean": float(stats["mean"]), "std": float(stats["std"]),
@@ -362,9 +361,11 @@ def build_generator(workdir, checkpoint="", max_memory_mb=MAX_MEMORY_MB):
         "config_json": config_lib.to_json(config),
         "data_stats_json": json.dumps(stats, sort_keys=True),
         "package_version": avrnn_tf.__version__,
-        "checkpoint": os.path.basename(path), "step": int(match.group(1)) if match else -1,
+        "checkpoint": os.path.basename(path), "step": run.step,
     }
-    return Generator(network, metadata, max_memory_mb)
+    generator = Generator(network, metadata, max_memory_mb)
+    generator.checkpoint_why = run.why  # For the CLI's output; not part of the SavedModel.
+    return generator
 
 
 def serving_path(export_dir, serving_version):
@@ -410,7 +411,8 @@ def define_flags():
     flags.DEFINE_string("workdir", None, "A workdir written by avrnn-train.")
     flags.DEFINE_string("export_dir", None, "Where to write the SavedModel.")
     flags.DEFINE_string("checkpoint", "",
-                        "Checkpoint to export: '' = latest, 'ckpt-N', 'N' or a path.")
+                        "Checkpoint to export: '' = the best (checkpoints/best/; the latest if "
+                        "there is none), 'best', 'latest', 'ckpt-N', 'N' or a path.")
     flags.DEFINE_string("serving_version", "",
                         "'' = write the SavedModel into export_dir; an integer N or 'auto' = write "
                         "TensorFlow Serving's layout export_dir/N/ ('auto': one more than the "
@@ -443,6 +445,8 @@ def main(argv):
     print(f"avrnn-export: wrote {os.path.abspath(path)} ({meta['model_kind']}/{meta['emission']}, "
           f"{meta['checkpoint']}, {meta['sample_rate']} Hz, frame {meta['frame_size']}; "
           f"signatures: {', '.join(Generator.SIGNATURES)})", flush=True)
+    print(f"avrnn-export: exported {meta['checkpoint']} (step {meta['step']}), "
+          f"{generator.checkpoint_why}", flush=True)
 
 
 def run():

@@ -5,7 +5,9 @@ Workdir layout (everything a run writes):
   data_stats.json    sample rate, frame size, standardization mean/std, split sizes, source
   checkpoints/       tf.train.Checkpoint files: network, trainer, optimizer (ckpt-<step>; checkpointing.py)
   tensorboard/       event files (tags in the README)
-  checkpoints/best/  the checkpoint with the lowest validation loss so far (best.json says which)
+  checkpoints/best/  the checkpoint with the best validation value of the run's own bound so far
+                     (elbo, iwae or fivo per frame; best.json says which); what avrnn-eval and
+                     avrnn-export read by default
   samples/           WAVs generated at the end of the run (step_<step>_<k>.wav)
   .lock              held by the running process (see workdir.py)
 
@@ -19,6 +21,14 @@ weights are initialised from `train.seed` and batches and noise are functions of
 the same weights as an uninterrupted run (bitwise with `train.deterministic`). Non-finite steps are
 skipped by the trainer and stop the run after `train.max_nonfinite_steps` in a row; a checkpoint is
 never written with non-finite weights.
+
+Validation rounds: after each round the validation value of the bound the run trains
+(`<train.objective>_per_frame`; the ELBO for A-VRNN) keeps the best checkpoint, counts rounds
+without improvement for early stopping (`train.early_stopping_patience`) and the plateau decay of
+the learning rate (`train.lr_decay_on_plateau`, `train.lr_plateau_patience`,
+`train.min_learning_rate`). The counters live in the checkpoint
+(checkpointing.ValidationCounters), and a round's last step is checkpointed after its validation
+pass, so a resumed run stops and decays at the same round as an uninterrupted one.
 
 Parts: checkpointing.py (save, best, restore, rotation), callbacks.py (TensorBoard summaries as
 Keras callbacks), multi_worker.py (the Keras patches of a multi-worker fit); here the training data,
@@ -407,11 +417,17 @@ class Run:
         except checkpointing.SaveFailed as e:
             raise TrainingStopped(str(e), exit_code=4) from None
 
+    @property
+    def criterion(self):
+        """The validation metric that chooses the best checkpoint: the bound the run trains, per
+        frame (A-VRNN: the ELBO; Z-Forcing: without its auxiliary cost)."""
+        return f"{self.config.train.objective}_per_frame"
+
     def save_best(self, valid_loss):
-        """checkpoints/best/ at the lowest `valid_loss` (-ELBO per frame; best.json records it)."""
+        """checkpoints/best/ at the lowest `valid_loss` (-criterion; best.json records it)."""
         try:
             self.checkpoints.save_best(
-                valid_loss, os.path.join(self.workdir, "checkpoints", "best.json"))
+                valid_loss, os.path.join(self.workdir, "checkpoints", "best.json"), self.criterion)
         except checkpointing.SaveFailed as e:
             raise TrainingStopped(str(e), exit_code=4) from None
 
@@ -433,12 +449,22 @@ class Run:
                                    self.trainer.seed)
 
     def evaluate(self):
-        """Validation metrics, handed to every callback's `on_evaluate`; keeps the best checkpoint."""
+        """Validation metrics, handed to every callback's `on_evaluate`; keeps the best checkpoint
+        and counts the round for early stopping and the plateau decay (ValidationCounters)."""
         result = self.validation_metrics()
         for callback in self.callbacks:
             callback.on_evaluate(result)
-        # Best by held-out ELBO (for A-VRNN and Z-Forcing `loss` is not the ELBO).
-        self.save_best(-float(result["elbo_per_frame"]))
+        t, loss = self.config.train, -float(result[self.criterion])
+        self.save_best(loss)
+        _, factor = self.checkpoints.validation.record(loss, self.step, t)
+        if factor:
+            optimizer = self.trainer.optimizer
+            old = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+            new = max(old * factor, t.min_learning_rate)
+            if new < old:
+                optimizer.learning_rate = new
+                log(f"validation {self.criterion} has not improved for {t.lr_plateau_patience} "
+                    f"rounds: learning rate {old:.3g} -> {new:.3g}")
         return result
 
     def generate(self, num, seconds, seed):
@@ -495,7 +521,10 @@ class StepControl(keras.callbacks.Callback):
                 "Lower train.learning_rate or train.clip_norm, or check the data")
             self.model.stop_training = True
             return
-        if step % t.checkpoint_every == 0 or run.interrupted:
+        # A round's last step is saved by the loop after its validation pass (the checkpoint then
+        # holds that pass's early-stopping counters), unless a signal stops the run first.
+        round_end = step % t.eval_every == 0 or step >= t.steps
+        if (step % t.checkpoint_every == 0 and not round_end) or run.interrupted:
             run.save()
         if run.interrupted:
             self.model.stop_training = True
@@ -552,13 +581,15 @@ def _train(run, verbose, extra_callbacks):
                 f"{SIGNAL_SYNC_EVERY} steps, then saving")
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    counters = run.checkpoints.validation
     try:
         result = {}
-        if step == 0:
+        # Step 0, or a round whose validation a signal or a kill cut off: validate it now.
+        if (step % t.eval_every == 0 or step >= t.steps) and int(counters.evaluated.numpy()) != step:
             result = run.evaluate()
         total_rounds = math.ceil(t.steps / t.eval_every)
         run.sync_interrupted()
-        while step < t.steps and not run.interrupted:
+        while step < t.steps and not run.interrupted and not stopped_early(run, step):
             n = min(t.eval_every - step % t.eval_every, t.steps - step)
             ds = run.distribute(run.train_dataset(step))
             run.trainer.fit(ds, epochs=step // t.eval_every + 1, initial_epoch=step // t.eval_every,
@@ -573,6 +604,8 @@ def _train(run, verbose, extra_callbacks):
             result = run.evaluate()
             log(f"step {step}/{t.steps} (round {math.ceil(step / t.eval_every)}/{total_rounds}): "
                 + ", ".join(f"valid {k} {v:.4f}" for k, v in result.items()))
+            if step % t.checkpoint_every == 0:
+                run.save()
             run.sync_interrupted()
         saved = run.save()
         if run.interrupted:
@@ -589,4 +622,16 @@ def _train(run, verbose, extra_callbacks):
             f"{os.path.dirname(samples[0])}")
     log(f"done at step {run.step}; TensorBoard: tensorboard --logdir "
         f"{os.path.dirname(os.path.normpath(run.read_dir)) or '.'}")
-    return {"step": run.step, "valid": {k: float(v) for k, v in result.items()}, "samples": samples}
+    return {"step": run.step, "valid": {k: float(v) for k, v in result.items()}, "samples": samples,
+            "stopped_early": run.checkpoints.validation.stopped(t.early_stopping_patience)}
+
+
+def stopped_early(run, step):
+    """Whether early stopping ends the run at `step` (logged once per invocation)."""
+    patience = run.config.train.early_stopping_patience
+    if not run.checkpoints.validation.stopped(patience):
+        return False
+    log(f"early stopping at step {step}: validation {run.criterion} has not improved for "
+        f"{patience} rounds (train.early_stopping_patience); the best checkpoint is in "
+        f"{os.path.join(run.read_dir, 'checkpoints', 'best')}")
+    return True

@@ -16,9 +16,12 @@ and returns
 The trainer reports `loss` = -objective per frame plus the names above: metric names come from
 what the objective returns (`metric_names`), never from a list in the trainer or the loop.
 
-`OBJECTIVES` maps `config.train.objective` to the function; `from_config` binds its options. An
-objective that needs K particles (IWAE, FIVO) tiles x and draws noise of shape
-`network.noise_shape(tiled x)` itself; nothing in the trainer changes.
+`OBJECTIVES` maps `config.train.objective` to the function; `from_config` binds its options. The
+K-particle objectives (IWAE-K, FIVO-K) tile x and draw their noise with `particle_noise`; nothing in
+the trainer changes. They report, beside the trained bound (`iwae` / `fivo`), the analytic-KL ELBO
+of particle 0 (`elbo`, `log_px`, `kl`): particle 0's noise is the noise the ELBO objective draws at
+the same seed, so `elbo_per_frame` means the same thing (same estimator, same numbers at the same
+weights) whatever the objective, and the trained bound can be read against it.
 """
 
 import functools
@@ -69,7 +72,102 @@ def elbo(network, x, mask, seed, step, kl_weight=1.0, kl_schedule=None, aux_weig
             "per_sequence": {"elbo": b["elbo"]}, "scalars": scalars}
 
 
-OBJECTIVES = {"elbo": elbo}
+def particle_noise(network, x, num_particles, seed):
+    """Posterior noise [K*B, T, Z] of K particles per sequence of x, sample-major (row k*B + b is
+    particle k of sequence b, as `bounds.iwae` and `bounds.fivo` expect).
+
+    Particle 0 gets exactly the noise `elbo` draws at `seed`; particles 1..K-1 are drawn
+    batch-major as [B, K - 1, T, Z] from `seed` folded with OTHER_PARTICLES_FOLD. Both go through
+    `replicas.normal`, so on several replicas each one draws the particles of its own rows of the
+    global batch (a mirrored step draws what one device would).
+    """
+    k = int(num_particles)
+    shape = network.noise_shape(x)
+    first = replicas.normal(shape, seed)
+    if k == 1:
+        return first
+    rest = replicas.normal(tf.concat([shape[:1], [k - 1], shape[1:]], 0),
+                           rng.fold_in(seed, OTHER_PARTICLES_FOLD))
+    rest = tf.reshape(tf.transpose(rest, [1, 0, 2, 3]), tf.concat([[-1], shape[1:]], 0))
+    return tf.concat([first, rest], axis=0)
+
+
+OTHER_PARTICLES_FOLD = 3  # Folded into a step's seed for the noise of particles 1..K-1.
+RESAMPLE_FOLD = 2  # Folded into a step's seed for FIVO's resampling draws.
+
+
+def _with_bound(name, out, bound, aux_weight, aux=None):
+    """An objective output whose trained value is `bound` (+ aux_weight * aux), with `bound` and
+    the ELBO pieces of `out` (an `elbo` output of particle 0) reported per frame."""
+    per_frame = {name: bound, **out["per_frame"]}
+    objective = bound
+    if aux is not None:
+        per_frame["aux"] = aux
+        objective = objective + aux_weight * aux
+    return {"objective": objective, "num_frames": out["num_frames"], "per_frame": per_frame,
+            "per_sequence": {name: bound}, "scalars": {}}
+
+
+def _exact(name, network, x, mask, seed, aux_weight):
+    """A latent-free model: every particle has the same weight, so IWAE-K and FIVO-K are the
+    exact log-likelihood for every K; it is computed once (the ELBO objective, KL = 0)."""
+    out = elbo(network, x, mask, seed, None, aux_weight=aux_weight)
+    return _with_bound(name, out, out["per_frame"]["elbo"], aux_weight)
+
+
+def _first_particle(terms, mask):
+    """Particle 0's analytic-KL ELBO pieces (an objective output without the objective) and its
+    auxiliary log-likelihood (None without one), from `frame_terms` whose first B rows are
+    particle 0 (a K-tiled batch, or the untiled batch)."""
+    rows = lambda name: tf.reduce_sum(bounds.masked(terms[name][:tf.shape(mask)[0]], mask), axis=1)
+    log_px, kl = rows("log_px"), rows("kl")
+    first = {"num_frames": tf.reduce_sum(tf.cast(mask, log_px.dtype), axis=1),
+             "per_frame": {"elbo": log_px - kl, "log_px": log_px, "kl": kl}}
+    return first, rows("aux_log_prob") if "aux_log_prob" in terms else None
+
+
+def iwae(network, x, mask, seed, step, num_particles=1, aux_weight=0.0):
+    """IWAE-K (Burda et al. 2016): log (1/K) sum_k w^k of K independent posterior trajectories
+    (`bounds.iwae` on the K-tiled batch); IWAE-1 is the ELBO with a sampled KL.
+
+    Reports `iwae` (the trained bound), and particle 0's analytic-KL `elbo`, `log_px`, `kl`
+    (read from the same forward pass: no extra cost). A model's auxiliary cost (Z-Forcing's
+    log p(b_t | z_t)) is added as particle 0's, times `aux_weight`. `step` is unused (no schedule).
+    """
+    if not network.z_dim:
+        return _exact("iwae", network, x, mask, seed, aux_weight)
+    k = int(num_particles)
+    tiled_mask = bounds.tile_batch(mask, k)
+    terms = network.frame_terms(bounds.tile_batch(x, k), particle_noise(network, x, k, seed),
+                                mask=tiled_mask)
+    first, aux = _first_particle(terms, mask)
+    return _with_bound("iwae", first, bounds.iwae(terms, mask, k)["iwae"], aux_weight, aux)
+
+
+def fivo(network, x, mask, seed, step, num_particles=1, aux_weight=0.0, ess_threshold=0.5):
+    """FIVO-K (Maddison et al. 2017): the log of a particle filter's estimate of p(x_{1:T}),
+    `bounds.fivo` with K particles, resampling when ESS <= ess_threshold * K (K/2).
+
+    Gradients: through the weights and the resampled states, not through the choice of ancestors
+    (the score-function term of resampling is dropped, as in FIVO; see `bounds.fivo`). The
+    resampling draws use `seed` folded with RESAMPLE_FOLD, so they too are a function of the step.
+    Reports `fivo` (the trained bound), `resamples` per sequence, and particle 0's analytic-KL
+    `elbo`, `log_px`, `kl` (one more forward pass on the untiled batch, 1/K of the filter's rows;
+    it carries no gradient unless `aux_weight` adds Z-Forcing's auxiliary cost from it).
+    """
+    if not network.z_dim:
+        return _exact("fivo", network, x, mask, seed, aux_weight)
+    k = int(num_particles)
+    noise = particle_noise(network, x, k, seed)
+    f = bounds.fivo(network, x, mask, noise, k, rng.fold_in(seed, RESAMPLE_FOLD),
+                    ess_threshold=ess_threshold)
+    first, aux = _first_particle(network.frame_terms(x, noise[:tf.shape(x)[0]], mask=mask), mask)
+    out = _with_bound("fivo", first, f["fivo"], aux_weight, aux)
+    out["per_sequence"]["resamples"] = f["num_resamples"]
+    return out
+
+
+OBJECTIVES = {"elbo": elbo, "iwae": iwae, "fivo": fivo}
 
 
 def from_config(config, kl_weight=None):
@@ -77,6 +175,9 @@ def from_config(config, kl_weight=None):
     (`kl_weight` overrides train.kl_weight: A-VRNN's reconstruction phase, which has no KL
     schedule and no auxiliary cost; `check_algorithm_settings` refuses those with it)."""
     t = config.train
+    if t.objective != "elbo":  # config.validate refuses the ELBO's KL options with these.
+        return functools.partial(OBJECTIVES[t.objective], num_particles=t.num_particles,
+                                 aux_weight=float(t.aux_weight))
     if kl_weight is not None:
         return functools.partial(OBJECTIVES[t.objective], kl_weight=kl_weight)
     schedule = None

@@ -37,16 +37,26 @@ def num_replicas():
     return ctx.num_replicas_in_sync if ctx else 1
 
 
-def normal(shape, seed):
-    """Standard Normal noise of `shape` [B, ...]; on several replicas, this replica's rows of the
-    noise of the global batch [B * replicas, ...], so a mirrored step draws what one device would."""
+def _global_rows(draw, shape, seed):
+    """`draw(shape, seed)`; on several replicas, this replica's rows of the draw for the global
+    batch [B * replicas, ...], so a mirrored step draws what one device would."""
     ctx = context()
     if ctx is None:
-        return rng.normal(shape, seed)
+        return draw(shape, seed)
     n, r = ctx.num_replicas_in_sync, ctx.replica_id_in_sync_group
     shape = tf.convert_to_tensor(shape)
-    full = rng.normal(tf.concat([[shape[0] * n], shape[1:]], 0), seed)
+    full = draw(tf.concat([[shape[0] * n], shape[1:]], 0), seed)
     return full[r * shape[0]:(r + 1) * shape[0]]
+
+
+def normal(shape, seed):
+    """Standard Normal noise of `shape` [B, ...] (this replica's rows of the global batch's)."""
+    return _global_rows(rng.normal, shape, seed)
+
+
+def uniform(shape, seed, dtype=tf.float32):
+    """Uniform [0, 1) draws of `shape` [B, ...] (this replica's rows of the global batch's)."""
+    return _global_rows(lambda s, seed: rng.uniform(s, seed, dtype), shape, seed)
 
 
 def global_sum(value):

@@ -11,9 +11,12 @@ Then every network weight is checked to equal some tensor of the checkpoint: a r
 while matching nothing for a variable that is not a named child of the network, and a freshly
 initialised weight never equals a saved one exactly, so the check catches a silent partial restore.
 
-An unreadable checkpoint (a cut or corrupt file) is named in one line: with no checkpoint named,
-the newest readable one is used instead (`warn` reports the fallback); a named one stops with
-RestoreError.
+Which checkpoint: by default the run's best (checkpoints/best/, chosen by avrnn-train on the
+validation value of the run's own objective, recorded in checkpoints/best.json), else the latest
+when the run has no best one yet; "latest", "best", "ckpt-N", "N" or a path ask for one.
+An unreadable checkpoint (a cut or corrupt file) is named in one line: with no checkpoint named
+(or "latest"), the next newest readable one is used instead (`warn` reports the fallback); a named
+one stops with RestoreError.
 """
 
 import collections
@@ -30,7 +33,8 @@ class RestoreError(ValueError):
     """The workdir holds no usable checkpoint for its config (one line, naming the file)."""
 
 
-LoadedRun = collections.namedtuple("LoadedRun", "config stats network step checkpoint")
+LoadedRun = collections.namedtuple("LoadedRun", "config stats network step checkpoint why")
+LoadedRun.__doc__ = """What `load_run` read; `why` says which checkpoint this is and why it was chosen."""
 
 STATS_FIELDS = ("sample_rate", "frame_size", "mean", "std")
 
@@ -87,24 +91,46 @@ def checkpoints_newest_first(workdir):
     return [p if os.path.isabs(p) else os.path.join(folder, p) for p in reversed(paths)]
 
 
+def best_checkpoint(workdir):
+    """(path, why) of the run's best checkpoint (checkpoints/best/), or None when it has none."""
+    tf = import_tensorflow()
+    folder = os.path.join(workdir, "checkpoints", "best")
+    path = tf.train.latest_checkpoint(folder) if os.path.isdir(folder) else None
+    if not path:
+        return None
+    info_path = os.path.join(workdir, "checkpoints", "best.json")
+    info = _read_json(info_path, "the best checkpoint's record") if os.path.exists(info_path) else {}
+    what = info.get("criterion", "loss")
+    value = info.get("value", -info["valid_loss"] if "valid_loss" in info else float("nan"))
+    return path, (f"the best checkpoint: the highest validation {what} of the run ({value:.4f} "
+                  f"nats/frame; checkpoints/best.json); --checkpoint=latest for the newest")
+
+
 def find_checkpoint(workdir, checkpoint=""):
-    """The checkpoint prefix: the latest, or one named "ckpt-N", "N" or a path."""
+    """The checkpoint prefix: the latest ("" or "latest"), "best", or one named "ckpt-N", "N" or a
+    path (also looked up in checkpoints/best/)."""
     tf = import_tensorflow()
     folder = os.path.join(workdir, "checkpoints")
-    if not checkpoint:
+    if checkpoint in ("", "latest"):
         latest = tf.train.latest_checkpoint(folder) if os.path.isdir(folder) else None
         if not latest:
             raise RestoreError(f"{folder}: holds no checkpoint; train first (avrnn-train)")
         return latest
-    candidates = [checkpoint, os.path.join(folder, checkpoint),
-                  os.path.join(folder, f"ckpt-{checkpoint}")]
+    if checkpoint == "best":
+        best = best_checkpoint(workdir)
+        if best is None:
+            raise RestoreError(f"{os.path.join(folder, 'best')}: holds no best checkpoint (written "
+                               "after the first validation pass); use --checkpoint=latest")
+        return best[0]
+    candidates = [checkpoint] + [os.path.join(d, name) for d in (folder, os.path.join(folder, "best"))
+                                 for name in (checkpoint, f"ckpt-{checkpoint}")]
     for path in candidates:
         if os.path.exists(path + ".index"):
             return path
     available = sorted(n[:-len(".index")] for n in os.listdir(folder)
                        if n.endswith(".index")) if os.path.isdir(folder) else []
     raise RestoreError(f"checkpoint {checkpoint!r} not found in {folder} "
-                       f"(available: {', '.join(available) or 'none'})")
+                       f"(available: {', '.join(available + ['best', 'latest'])})")
 
 
 def verify_restored(network, path):
@@ -167,12 +193,14 @@ def load_run(workdir, checkpoint="", warn=None):
 
     Args:
       workdir: a directory written by avrnn-train.
-      checkpoint: "" (the newest readable checkpoint), "ckpt-N", "N" or a path.
-      warn: called with one line when the newest checkpoint is unreadable and an older one is used
+      checkpoint: "" (the best checkpoint, else the newest readable one), "best", "latest" (the
+        newest readable one), "ckpt-N", "N" or a path.
+      warn: called with one line when the chosen checkpoint is unreadable and another one is used
         (default: printed to stderr).
 
     Returns:
-      LoadedRun(config, stats, network, step, checkpoint path).
+      LoadedRun(config, stats, network, step, checkpoint path, why: one line saying which
+      checkpoint and why).
 
     Raises:
       RestoreError: one line naming the file (workdir, config, stats or checkpoint).
@@ -185,10 +213,16 @@ def load_run(workdir, checkpoint="", warn=None):
     config = read_config(workdir)
     stats = read_stats(workdir)
     network = registry.create_network(config_lib.model_spec(config, int(stats["frame_size"])))
-    if checkpoint:
+    best = best_checkpoint(workdir) if checkpoint in ("", "best") else None
+    if checkpoint not in ("", "latest"):
         candidates = [find_checkpoint(workdir, checkpoint)]
     else:
         candidates = checkpoints_newest_first(workdir) or [find_checkpoint(workdir)]
+        if best:
+            candidates.insert(0, best[0])
+    whys = {best[0]: best[1]} if best else {}
+    default_why = {"": "the latest checkpoint (the run has no best checkpoint yet)",
+                   "latest": "the latest checkpoint (--checkpoint=latest)"}
     warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
     for i, path in enumerate(candidates):
         try:
@@ -199,4 +233,7 @@ def load_run(workdir, checkpoint="", warn=None):
             warn(f"{e}; using the previous checkpoint {os.path.basename(candidates[i + 1])}")
             continue
         match = re.search(r"ckpt-(\d+)$", path)
-        return LoadedRun(config, stats, network, int(match.group(1)) if match else -1, path)
+        why = whys.get(path) or default_why.get(checkpoint) or f"the checkpoint named {checkpoint!r}"
+        if i and checkpoint in ("", "latest"):
+            why = "the newest readable checkpoint (a newer one is unreadable)"
+        return LoadedRun(config, stats, network, int(match.group(1)) if match else -1, path, why)

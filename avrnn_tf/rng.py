@@ -30,11 +30,12 @@ def uniform(shape, seed, dtype=tf.float32):
     return tf.random.stateless_uniform(shape, seed=seed, dtype=dtype, alg=RNG_ALG)
 
 
-def categorical(logits, num_samples, seed):
+def categorical(logits, num_samples, seed, uniform_fn=uniform):
     """[N, num_samples] int32 indices drawn from the rows of `logits` [N, K] (Gumbel-max on Philox
-    uniforms: tf.random.stateless_categorical has no algorithm argument)."""
+    uniforms: tf.random.stateless_categorical has no algorithm argument). `uniform_fn(shape, seed,
+    dtype)` draws the uniforms (replicas.uniform: rows of a global batch)."""
     shape = tf.concat([tf.shape(logits)[:1], [num_samples], tf.shape(logits)[1:]], 0)
-    u = uniform(shape, seed, logits.dtype)
+    u = uniform_fn(shape, seed, logits.dtype)
     tiny = tf.constant(1e-20, logits.dtype)
     gumbel = -tf.math.log(-tf.math.log(u + tiny) + tiny)
     return tf.argmax(logits[:, None, :] + gumbel, axis=-1, output_type=tf.int32)

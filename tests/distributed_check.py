@@ -33,9 +33,21 @@ def build(kind, clip_norm):
                                   critic_learning_rate=1e-2, adversarial_learning_rate=1e-2)
         net = registry.create_network(config_lib.model_spec(config, 6))
         return net, loop.build_trainer(config, net)
+    # e.g. "vrnn:fivo": FIVO-3 resampling at every frame (so the ancestor draws are compared too).
+    kind, _, objective = kind.partition(":")
     net = registry.create_network(models.ModelSpec(kind=kind, emission="normal", x_dim=6, h_dim=8,
                                                  z_dim=3, mlp_units=5))
-    trainer = training.ELBOTrainer(net, seed=1, clip_norm=clip_norm)
+    if objective:
+        import functools
+
+        from avrnn_tf import objectives
+
+        options = {"ess_threshold": 1.0} if objective == "fivo" else {}
+        trainer = training.ELBOTrainer(net, functools.partial(
+            objectives.OBJECTIVES[objective], num_particles=3, **options), seed=1,
+            clip_norm=clip_norm)
+    else:
+        trainer = training.ELBOTrainer(net, seed=1, clip_norm=clip_norm)
     trainer.compile(optimizer=keras.optimizers.Adam(1e-2))
     trainer.optimizer.build(net.trainable_variables)
     return net, trainer

@@ -371,7 +371,8 @@ def test_export_detects_weights_left_at_their_initial_values(tf, exported):
     from avrnn_tf import registry
     from avrnn_tf import restore
 
-    network, config, stats, path = export.load_network(exported["vrnn_gauss"][0])
+    run = export.load_network(exported["vrnn_gauss"][0])
+    network, config, stats, path = run.network, run.config, run.stats, run.checkpoint
     restore.verify_restored(network, path)  # the restored network passes
     fresh = registry.create_network(config_lib.model_spec(config, stats["frame_size"]))
     with pytest.raises(restore.RestoreError, match="left .* weight"):

@@ -121,7 +121,7 @@ def test_issue14_item1_damaged_final_checkpoint_is_resaved_and_named(tf, old_run
 
     _cut(final)
     warnings = []
-    run = restore.load_run(old_run, warn=warnings.append)  # the latest: falls back, one line
+    run = restore.load_run(old_run, "latest", warn=warnings.append)  # falls back, one line
     assert run.step == 2 and len(warnings) == 1 and "ckpt-3" in warnings[0]
     with pytest.raises(restore.RestoreError) as e:
         restore.load_run(old_run, "ckpt-3")  # named: stops with one line

@@ -130,7 +130,8 @@ def held_out_metrics(workdir):
     from avrnn_tf import restore
     from avrnn_tf.data import pipeline
 
-    config, stats, network, _, _ = restore.load_run(workdir)
+    run = restore.load_run(workdir)
+    config, stats, network = run.config, run.stats, run.network
     d = config.data
     corpus = pipeline.load_corpus(d)
     standardizer = pipeline.Standardizer(stats["mean"], stats["std"])

@@ -1,0 +1,144 @@
+"""Best checkpoint by default, early stopping and the plateau learning-rate decay (issue 17.2).
+
+The runs damage their own weights after step DAMAGE_AFTER (a callback adds noise that is a
+function of the step), so validation gets worse late: the best checkpoint is an early one, the
+latest is worse, and patience runs out. What must happen is computed from the run's own recorded
+validation history by a naive reference (`expected`), not copied from its output.
+"""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import load_config_file, read_events, run_cli
+
+DAMAGE_AFTER = 10
+STEPS = 60
+EVERY = 5
+LR = 1e-3
+FIELDS = dict(steps=STEPS, eval_every=EVERY, checkpoint_every=EVERY, log_every=EVERY,
+              early_stopping_patience=3, lr_decay_on_plateau=0.5, lr_plateau_patience=1,
+              min_learning_rate=3e-4, learning_rate=LR, deterministic=True, audio_every=0,
+              num_final_samples=0)
+
+
+@pytest.fixture(scope="module")
+def libs(tf):
+    from avrnn_tf import callbacks, loop
+
+    class Damage(callbacks.RunCallback):
+        """Adds noise to every network weight at each step after DAMAGE_AFTER (seeded by it)."""
+
+        def on_train_batch_end(self, batch, logs=None):
+            step = self.run.step
+            if step > DAMAGE_AFTER:
+                rng = np.random.default_rng(step)
+                for v in self.run.network.trainable_variables:
+                    v.assign_add(0.2 * rng.standard_normal(v.shape).astype(np.float32))
+
+    return loop, Damage
+
+
+def config(steps=STEPS):
+    c = load_config_file("vrnn_gauss.py", "tiny")
+    c.train.update(**dict(FIELDS, steps=steps))
+    return c
+
+
+def expected(history, patience, decay, decay_patience, min_lr):
+    """(step where early stopping ends the run or None, learning rate then, best step) from the
+    validation history [(step, value)] (higher is better): the rules written out naively."""
+    best, best_step, since_best, since_change, lr = -np.inf, None, 0, 0, LR
+    for step, value in history:
+        if value > best:
+            best, best_step, since_best, since_change = value, step, 0, 0
+        else:
+            since_best += 1
+            since_change += 1
+            if since_change >= decay_patience:
+                lr, since_change = max(lr * decay, min_lr), 0
+        if since_best >= patience:
+            return step, lr, best_step
+    return None, lr, best_step
+
+
+def history(workdir):
+    events = read_events(os.path.join(workdir, "tensorboard"))
+    return sorted(dict(events["valid/elbo_per_frame"]).items())
+
+
+def checkpoint(tf, path):
+    reader = tf.train.load_checkpoint(path)
+    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+            if "_CHECKPOINTABLE" not in k and not k.startswith("save_counter")}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(libs, tmp_path_factory):
+    loop, damage = libs
+    workdir = str(tmp_path_factory.mktemp("uninterrupted"))
+    result = loop.train_and_evaluate(config(), workdir, verbose=0, callbacks=[damage])
+    return workdir, result
+
+
+def test_early_stopping_and_plateau_decay_follow_the_validation_history(tf, uninterrupted):
+    workdir, result = uninterrupted
+    seen = history(workdir)
+    stop, lr, best_step = expected(seen, 3, 0.5, 1, 3e-4)
+    assert stop is not None and stop < STEPS and best_step <= DAMAGE_AFTER  # The damage worked.
+    assert result["stopped_early"] and result["step"] == stop == seen[-1][0]
+    values = checkpoint(tf, os.path.join(workdir, "checkpoints", f"ckpt-{stop}"))
+    rate = [v for k, v in values.items() if k.startswith("optimizer/_learning_rate")]
+    assert len(rate) == 1 and lr < LR
+    np.testing.assert_allclose(float(rate[0]), lr, rtol=1e-6)
+    logged = dict(read_events(os.path.join(workdir, "tensorboard"))["train/learning_rate"])
+    assert min(logged.values()) < LR  # TensorBoard shows the decayed rate.
+    best = json.load(open(os.path.join(workdir, "checkpoints", "best.json")))
+    assert best["step"] == best_step and best["criterion"] == "elbo_per_frame"
+
+
+def test_a_resumed_run_stops_and_decays_where_an_uninterrupted_one_does(tf, libs, tmp_path,
+                                                                         uninterrupted):
+    loop, damage = libs
+    workdir, result = uninterrupted
+    split = str(tmp_path / "split")
+    first = loop.train_and_evaluate(config(steps=DAMAGE_AFTER + EVERY), split, verbose=0,
+                                    callbacks=[damage])
+    assert not first["stopped_early"]
+    second = loop.train_and_evaluate(config(), split, verbose=0, callbacks=[damage])
+    assert second["stopped_early"] and second["step"] == result["step"]
+    want = checkpoint(tf, os.path.join(workdir, "checkpoints", f"ckpt-{result['step']}"))
+    got = checkpoint(tf, os.path.join(split, "checkpoints", f"ckpt-{result['step']}"))
+    assert set(got) == set(want)
+    for name in want:  # weights, optimizer slots and rate, the early-stopping counters
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    # Rerunning a run that stopped early trains nothing more.
+    third = loop.train_and_evaluate(config(), split, verbose=0, callbacks=[damage])
+    assert third["step"] == result["step"] and third["stopped_early"]
+
+
+def test_eval_and_export_use_the_best_checkpoint_by_default(tf, uninterrupted):
+    from avrnn_tf import export
+
+    workdir, result = uninterrupted
+    best = json.load(open(os.path.join(workdir, "checkpoints", "best.json")))
+    assert best["step"] < result["step"]  # The latest checkpoint is a later, worse one.
+    args = ["--workdir=" + workdir, "--split=valid", "--bound=elbo", "--max_sequences=8"]
+    out = lambda name: "--output=" + os.path.join(workdir, name + ".json")
+    default = run_cli("avrnn_tf.evaluate", *args, out("default"))
+    latest = run_cli("avrnn_tf.evaluate", *args, "--checkpoint=latest", out("latest"))
+    named = run_cli("avrnn_tf.evaluate", *args, f"--checkpoint=ckpt-{best['step']}", out("named"))
+    for proc in (default, latest, named):
+        assert proc.returncode == 0, proc.stderr
+    assert f"checkpoints/best/ckpt-{best['step']} (step {best['step']}), the best checkpoint" \
+        in default.stdout and "elbo_per_frame" in default.stdout
+    assert f"step {result['step']}" in latest.stdout and "--checkpoint=latest" in latest.stdout
+    score = lambda name: json.load(open(os.path.join(workdir, name + ".json")))["bounds"]["elbo"][
+        "per_frame"]
+    assert score("default") > score("latest")
+    assert score("named") == score("default")  # ckpt-N finds the best one by name too.
+    generator = export.build_generator(workdir)
+    assert generator._meta["step"] == best["step"] and "best checkpoint" in generator.checkpoint_why
+    assert export.build_generator(workdir, "latest")._meta["step"] == result["step"]

@@ -356,7 +356,7 @@ def test_export_serving_layout_and_errors(tf, exported, tmp_path):
     assert "Traceback" not in result.stderr
     for kwargs, message in [
         (dict(export_dir=str(tmp_path / "x"), checkpoint="ckpt-999"),
-         r"checkpoint 'ckpt-999' not found .*\(available: ckpt-3\)"),
+         r"checkpoint 'ckpt-999' not found .*\(available: ckpt-3, best, latest\)"),
         (dict(export_dir=str(base / "1")), "exists and is not empty"),
         (dict(export_dir=str(base), serving_version="v2"), "expected 'auto' or an integer >= 1"),
     ]:

@@ -7,6 +7,7 @@ checks on it.
 """
 
 from avrnn_tf import models
+from avrnn_tf import srnn
 from avrnn_tf import zforcing
 
 NETWORKS = {
@@ -14,6 +15,7 @@ NETWORKS = {
     "storn": models.STORNNetwork,
     "vrnn": models.VRNNNetwork,
     "zforcing": zforcing.ZForcingNetwork,
+    "srnn": srnn.SRNNNetwork,
 }
 
 

@@ -1,17 +1,19 @@
-"""The model family: RNN-Gauss, RNN-GMM, STORN and VRNN-Gauss/GMM as switches of one network.
+"""The model family: RNN-Gauss, RNN-GMM, VRNN-I and VRNN-Gauss/GMM as switches of one network.
 
 | kind    | latent | prior p(z_t | h_{t-1})   | trained on (see training.py)         |
 |---------|--------|---------------------------|--------------------------------------|
 | "rnn"   | none   | -                         | exact log-likelihood                 |
-| "storn" | z_t    | N(0, I), fixed            | ELBO ("VRNN-I" row of Chung et al.)  |
+| "vrnn_i" | z_t   | N(0, I), fixed            | ELBO ("VRNN-I" row of Chung et al.)  |
 | "vrnn"  | z_t    | learned MLP on h_{t-1}    | ELBO (or A-VRNN's phases)            |
 | "zforcing" | z_t | learned MLP on h_{t-1}    | ELBO + beta * log p(b_t | z_t)        |
 
 Z-Forcing's posterior reads a backward LSTM state b_t over x_{t:T} instead of phi_x(x_t)
-(`ZForcingNetwork`, Goyal et al. 2017); its generative model is the VRNN's.
+(`ZForcingNetwork`, Goyal et al. 2017); its generative model is the VRNN's. SRNN (srnn.py) and
+STORN proper (storn.py, Bayer & Osendorfer's own recognition RNN) are separate networks that
+share `EmissionTerms`; until issue 12 the kind "storn" was the VRNN-I row here.
 
 The emission is "normal", "gmm" or "bernoulli" for every kind. Each kind is a class implementing
-`protocol.SequenceModel` (here `RNNNetwork`, `STORNNetwork`, `VRNNNetwork`; Z-Forcing in
+`protocol.SequenceModel` (here `RNNNetwork`, `VRNNINetwork`, `VRNNNetwork`; Z-Forcing in
 zforcing.py); `registry.create_network(spec)` builds the network from a frozen `ModelSpec`; the
 network never reads flags or config files.
 
@@ -45,7 +47,7 @@ class ModelSpec:
     """Everything that fixes a network's shape; built from a config by `config.model_spec`.
 
     Attributes:
-      kind: "rnn", "storn", "vrnn" or "zforcing".
+      kind: one of names.KINDS.
       emission: "normal", "gmm" or "bernoulli".
       x_dim: frame size D.
       h_dim: LSTM state size H.
@@ -326,7 +328,7 @@ class SequenceNetwork(keras.layers.Layer, EmissionTerms, protocol.SequenceModel)
         return run(inputs, *kernels)
 
     def prior(self, h_prev):
-        """(loc, scale) of p(z_t | h_{t-1}); N(0, I) for STORN."""
+        """(loc, scale) of p(z_t | h_{t-1}); N(0, I) for VRNN-I."""
         if self.prior_net is None:
             zeros = tf.zeros(tf.concat([tf.shape(h_prev)[:-1], [self.z_dim]], axis=0), h_prev.dtype)
             return zeros, tf.ones_like(zeros)
@@ -408,7 +410,7 @@ class SequenceNetwork(keras.layers.Layer, EmissionTerms, protocol.SequenceModel)
     def parameter_groups(self):
         """The paper's parameter sets (protocol.py): "rnn" theta (gate_x, recurrent_kernel,
         z_kernel), "features" (phi_x, phi_z), "emission", "posterior" tau (posterior_x,
-        posterior_hidden, posterior_out), "prior" omega (empty for STORN's fixed N(0, I)).
+        posterior_hidden, posterior_out), "prior" omega (empty for VRNN-I's fixed N(0, I)).
 
         One caveat, from the fused matmul (cells.py): `recurrent_kernel` [H, 4H + M] holds the
         LSTM's recurrent weights in its first 4H columns and the h_{t-1} part of the posterior's
@@ -447,8 +449,9 @@ class RNNNetwork(SequenceNetwork):
     learned_prior = False
 
 
-class STORNNetwork(SequenceNetwork):
-    """STORN as the VRNN paper's "VRNN-I" row: the prior is fixed at N(0, I)."""
+class VRNNINetwork(SequenceNetwork):
+    """VRNN-I (the VRNN paper's row): a VRNN whose prior is fixed at N(0, I). Earlier versions
+    called this kind "storn"; STORN proper (own recognition RNN) is storn.py."""
     learned_prior = False
 
 

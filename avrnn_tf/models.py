@@ -111,7 +111,20 @@ class EmissionTerms:
     """The per-frame terms and the emission draw of a latent model with a diagonal Normal prior
     and posterior, written once on `trajectory` (a dict with "emission_params" and, with a
     latent, "z", "post_loc", "post_scale", "prior_loc", "prior_scale"), `emission_head` and
-    `z_dim`: the VRNN family and SRNN (srnn.py) share it."""
+    `z_dim`: the VRNN family, SRNN and STORN share it."""
+
+    def make_emission(self, spec):
+        """Creates `emission_head` and `emission_net` (an MLP head on whatever the model feeds
+        it; Bernoulli output bias from `spec.emission_bias`)."""
+        self.emission_head = heads.make_emission_head(
+            spec.emission, spec.x_dim, spec.num_mixtures, spec.scale_floor)
+        self.emission_net = HeadNet(self.emission_head, spec.mlp_units, spec.head_layers,
+                                    bias_init=spec.emission_bias, name="emission")
+
+    def noise_shape(self, x):
+        """Shape of the posterior noise for frames x [B, T, D]: [B, T, Z] (Z = 0 for "rnn")."""
+        shape = tf.shape(x)
+        return tf.stack([shape[0], shape[1], self.z_dim])
 
     def frame_terms(self, x, noise, mask=None):
         """Per-frame terms of every bound, each [B, T] (unmasked; bounds.py applies the mask).
@@ -186,10 +199,7 @@ class SequenceNetwork(keras.layers.Layer, EmissionTerms, protocol.SequenceModel)
         # posterior's first layer. Biases of the split layers live here, once.
         self.gate_x = cells.Dense(4 * spec.h_dim, bias_initializer=lstm_bias_init(spec.h_dim),
                                          name="gate_x")
-        self.emission_head = heads.make_emission_head(
-            spec.emission, spec.x_dim, spec.num_mixtures, spec.scale_floor)
-        self.emission_net = HeadNet(self.emission_head, m, spec.head_layers,
-                                    bias_init=spec.emission_bias, name="emission")
+        self.make_emission(spec)
         self.prior_net = None
         if z_dim:
             self.make_posterior_input()
@@ -228,11 +238,6 @@ class SequenceNetwork(keras.layers.Layer, EmissionTerms, protocol.SequenceModel)
         if self.z_dim:
             inputs.append(self.posterior_x(fx))
         return tf.concat(inputs, axis=-1), {}
-
-    def noise_shape(self, x):
-        """Shape of the posterior noise for frames x [B, T, D]: [B, T, Z] (Z = 0 for "rnn")."""
-        shape = tf.shape(x)
-        return tf.stack([shape[0], shape[1], self.z_dim])
 
     def features(self, x):
         """phi_x(x) [B, T, M]: depends on x alone, so it runs once over all frames."""

@@ -90,10 +90,7 @@ class SRNNNetwork(keras.layers.Layer, models.EmissionTerms, protocol.SequenceMod
         self.posterior_z = cells.Dense(m, use_bias=False, name="posterior_z")
         self.posterior_hidden = cells.dense_stack(m, spec.head_layers - 1, "posterior_hidden")
         self.posterior_out = cells.Dense(2 * self.z_dim, name="posterior_out")
-        self.emission_head = heads.make_emission_head(
-            spec.emission, spec.x_dim, spec.num_mixtures, spec.scale_floor)
-        self.emission_net = models.HeadNet(self.emission_head, m, spec.head_layers,
-                                           bias_init=spec.emission_bias, name="emission")
+        self.make_emission(spec)
 
     def build(self, input_shape=None):
         x = tf.zeros([1, 1, self.spec.x_dim])
@@ -139,10 +136,6 @@ class SRNNNetwork(keras.layers.Layer, models.EmissionTerms, protocol.SequenceMod
         if self.spec.residual_posterior:
             q_loc = q_loc + p_loc
         return q_loc + q_scale * eps, q_loc, q_scale, p_loc, p_scale
-
-    def noise_shape(self, x):
-        shape = tf.shape(x)
-        return tf.stack([shape[0], shape[1], self.z_dim])
 
     def trajectory(self, x, noise, mask=None):
         """Per-frame tensors [B, T, .]: d, a, z, post_loc, post_scale, prior_loc, prior_scale,

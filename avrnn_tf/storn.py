@@ -42,19 +42,12 @@ class STORNNetwork(keras.layers.Layer, models.EmissionTerms, protocol.SequenceMo
         self.gate_z = cells.Dense(4 * h, use_bias=False, name="gate_z")
         self.cell = srnn.ForwardCell(h, name="generative_cell")
         self.rnn = keras.layers.RNN(self.cell, return_sequences=True, name="generative_rnn")
-        self.emission_head = heads.make_emission_head(
-            spec.emission, spec.x_dim, spec.num_mixtures, spec.scale_floor)
-        self.emission_net = models.HeadNet(self.emission_head, m, spec.head_layers,
-                                           bias_init=spec.emission_bias, name="emission")
+        self.make_emission(spec)
 
     def build(self, input_shape=None):
         x = tf.zeros([1, 1, self.spec.x_dim])
         self.frame_terms(x, tf.zeros(self.noise_shape(x)))
         self.built = True
-
-    def noise_shape(self, x):
-        shape = tf.shape(x)
-        return tf.stack([shape[0], shape[1], self.z_dim])
 
     def posterior(self, x):
         """(loc, scale) [B, T, Z] of q(z_t | x_{1:t}): the recognition LSTM over the frames."""

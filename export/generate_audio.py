@@ -23,6 +23,7 @@ piano-roll model (export/generate_pianoroll.py is its program) or an unreadable 
 """
 
 import argparse
+import logging
 import math
 import os
 import re
@@ -295,6 +296,8 @@ def import_tensorflow(threads=0):
         os.close(saved)
         capture.close()
     tf.get_logger().setLevel("ERROR")
+    # Loading a SavedModel warns through absl's logger about the custom gradients it holds.
+    logging.getLogger("absl").setLevel(logging.ERROR)
     return tf
 
 

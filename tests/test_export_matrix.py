@@ -143,7 +143,8 @@ def test_piano_roll_program_writes_the_sampled_rolls_as_png_and_midi(tf, exporte
                                                    "--seed=5"], str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert "generate_pianoroll: wrote 2 roll(s)" in result.stdout
-    rolls = tf.saved_model.load(saved).sample(2, 12, 5)["piano_roll"].numpy()
+    model = tf.saved_model.load(saved)  # Kept in a variable: its functions need its weights.
+    rolls = model.sample(2, 12, 5)["piano_roll"].numpy()
     assert rolls.any()
     for k, roll in enumerate(rolls):
         with open(tmp_path / "out" / f"roll_5_{k}.mid", "rb") as f:

@@ -11,19 +11,21 @@ MIDI pitch lowest_note + i (21 = A0, the JSB Chorales layout of 88 piano keys) a
 frame_ticks ticks (240 = an eighth note). A note held over consecutive frames is one MIDI note.
 
 Imports only tensorflow, numpy and the standard library (and generate_audio.py beside it, for the
-PNG writer and the argument helpers). Exit status 2 with one line "generate_pianoroll: error: ..."
-for a bad argument or a model that is not a piano-roll model.
+metadata and argument helpers); the PNG and MIDI bytes are written here. Exit status 2 with one
+line "generate_pianoroll: error: ..." for a bad argument or a model that is not a piano-roll
+model.
 """
 
 import argparse
 import os
 import struct
 import sys
+import zlib
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import generate_audio  # noqa: E402  (PNG writer, metadata and argument helpers)
+import generate_audio  # noqa: E402  (metadata and argument helpers, TensorFlow import)
 
 PROGRAM = "generate_pianoroll"
 TICKS_PER_QUARTER = 480
@@ -43,7 +45,7 @@ def variable_length(value):
 
 
 def midi_bytes(roll, lowest_note=21, frame_ticks=240):
-    """A format-0 standard MIDI file of a 0/1 piano-roll [T, D] (column i = pitch lowest_note + i)."""
+    """A format-0 standard MIDI file of a 0/1 piano-roll [T, D] (column i: lowest_note + i)."""
     roll = np.asarray(roll) > 0
     padded = np.concatenate([np.zeros([1, roll.shape[1]], bool), roll,
                              np.zeros([1, roll.shape[1]], bool)])
@@ -64,11 +66,21 @@ def midi_bytes(roll, lowest_note=21, frame_ticks=240):
     return header + b"MTrk" + struct.pack(">I", len(track)) + track
 
 
-def roll_image(roll, scale=4):
-    """RGB uint8 image of a 0/1 roll [T, D]: notes dark on white, highest note at the top."""
+def roll_png(roll, scale=4):
+    """The bytes of an 8-bit greyscale PNG of a 0/1 roll [T, D]: time to the right, the highest
+    note at the top, a note a dark `scale` x `scale` square on white."""
     on = np.asarray(roll).T[::-1] > 0  # [D, T], high notes first
-    rgb = np.where(on[..., None], np.uint8(20), np.uint8(250)) * np.ones(3, np.uint8)
-    return np.repeat(np.repeat(rgb, scale, axis=0), scale, axis=1)
+    grey = np.repeat(np.repeat(np.where(on, 20, 250).astype(np.uint8), scale, 0), scale, 1)
+    height, width = grey.shape
+    scanlines = np.hstack([np.zeros([height, 1], np.uint8), grey]).tobytes()  # filter 0 per row
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(scanlines)) + chunk(b"IEND", b""))
 
 
 def parse_args(argv):
@@ -77,8 +89,8 @@ def parse_args(argv):
     p.add_argument("--output_dir", required=True, help="Where to write the PNGs and MIDI files.")
     p.add_argument("--num_samples", type=int, default=4, help="Number of rolls (batch size).")
     p.add_argument("--num_frames", type=int, default=64, help="Frames per roll.")
-    p.add_argument("--seed", type=int, default=0, help="Stateless seed (int32): same seed, same rolls.")
-    p.add_argument("--temperature", type=float, default=1.0, help="Latent and emission noise scale.")
+    p.add_argument("--seed", type=int, default=0, help="Stateless int32 seed.")
+    p.add_argument("--temperature", type=float, default=1.0, help="Latent and emission noise.")
     p.add_argument("--lowest_note", type=int, default=21, help="MIDI pitch of note column 0.")
     p.add_argument("--frame_ticks", type=int, default=240,
                    help=f"MIDI ticks per frame ({TICKS_PER_QUARTER} = a quarter note).")
@@ -89,7 +101,8 @@ def parse_args(argv):
     if not 0 <= args.temperature <= 10:
         raise UsageError(f"--temperature={args.temperature}: expected a number from 0 to 10")
     if not 1 <= args.frame_ticks <= 1 << 20:
-        raise UsageError(f"--frame_ticks={args.frame_ticks}: expected an integer from 1 to {1 << 20}")
+        raise UsageError(f"--frame_ticks={args.frame_ticks}: expected an integer from 1 to "
+                         f"{1 << 20}")
     if not os.path.isfile(os.path.join(args.saved_model, "saved_model.pb")):
         raise UsageError(f"--saved_model={args.saved_model}: no saved_model.pb there")
     return args
@@ -113,7 +126,7 @@ def main(argv):
     for k, roll in enumerate(rolls):
         base = os.path.join(args.output_dir, f"roll_{args.seed}_{k}")
         with open(base + ".png", "wb") as f:
-            f.write(generate_audio.png_bytes(roll_image(roll)))
+            f.write(roll_png(roll))
         with open(base + ".mid", "wb") as f:
             f.write(midi_bytes(roll, args.lowest_note, args.frame_ticks))
     print(f"{PROGRAM}: wrote {len(rolls)} roll(s) of {args.num_frames} frames x {notes} notes "

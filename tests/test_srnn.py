@@ -85,8 +85,8 @@ def _reference(tf, net, x, noise):
             emission = net.emission_head.new(net.emission_net(tf.concat([z, ds[t]], -1)))
             total += (emission.log_prob(xb[:, t]) + _normal(tf, p_loc, p_scale, z)
                       - _normal(tf, q_loc, q_scale, z))
-            kl += tf.reduce_sum(tf.math.log(p_scale / q_scale) + (q_scale ** 2 + (q_loc - p_loc) ** 2)
-                                / (2 * p_scale ** 2) - 0.5, axis=-1)
+            kl += tf.reduce_sum(tf.math.log(p_scale / q_scale) - 0.5 + (
+                q_scale ** 2 + (q_loc - p_loc) ** 2) / (2 * p_scale ** 2), axis=-1)
         logw.append(total)
         kls.append(kl)
     return tf.concat(logw, 0), tf.concat(kls, 0)

@@ -124,6 +124,9 @@ FIELDS = (
     Field("model.num_mixtures", 20, "GMM components (VRNN paper: 20)", between(1, 256)),
     Field("model.scale_floor", 1e-4, "sigma = softplus(raw) + scale_floor", between(0, 1, True, True)),
     Field("model.residual_posterior", False, "posterior mean = prior mean + a learned offset"),
+    Field("model.srnn_posterior", "smoothing", "SRNN's q(z_t | z_{t-1}, .): 'smoothing' reads a "
+          "backward RNN over [d, x]_{t:T}, 'filtering' only d_t, x_t (for FIVO)",
+          one_of(names.SRNN_POSTERIORS)),
 
     Field("data.path", "", "'' = the built-in synthetic corpus; else a directory of audio files "
           "(or, for format pianoroll, a .pickle / .mat / .json file)"),
@@ -439,7 +442,7 @@ def model_spec(config, x_dim, emission_bias=None):
         kind=m.kind, emission=m.emission, x_dim=int(x_dim), h_dim=m.h_dim, z_dim=m.z_dim,
         mlp_units=m.mlp_units, phi_x_layers=m.phi_x_layers, phi_z_layers=m.phi_z_layers,
         head_layers=m.head_layers, num_mixtures=m.num_mixtures, scale_floor=float(m.scale_floor),
-        residual_posterior=m.residual_posterior,
+        residual_posterior=m.residual_posterior, srnn_posterior=m.srnn_posterior,
         emission_bias=None if emission_bias is None else tuple(float(v) for v in emission_bias))
 
 

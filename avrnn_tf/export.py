@@ -22,6 +22,10 @@ and an attribute of the object `tf.saved_model.load` returns (D = frame size, H 
 
 `frames` are always standardized frames, (samples - mean) / std cut into D-sample frames: what the
 model was trained on; `waveform` outputs are de-standardized and clipped to [-1, 1].
+A piano-roll model (emission "bernoulli", metadata emission == "bernoulli") has no audio: its
+`frames` are 0/1 note frames (D = the notes, 88 from A0 = MIDI 21 up for JSB) and every `waveform`
+output above is replaced by `piano_roll`, the same frames as uint8 [N, T, D] (reconstruct: of its
+`sample`). export/generate_pianoroll.py turns them into a PNG and a MIDI file.
 
 Seeds. `seed` is an int32 scalar k; every stateless draw derives from the pair [k, 7], the pair
 the training loop uses for its TensorBoard audio (loop.Run.generate), so `sample(seed=k)` returns
@@ -169,6 +173,7 @@ class Generator(tf.Module):
         d = spec.x_dim
         # The exported state is the model's state parts concatenated (protocol.state_size).
         self._state_widths = [int(part.shape[-1]) for part in network.initial_state(1)]
+        self._piano_roll = metadata.get("emission") == "bernoulli"
         self._mean = float(metadata["mean"])
         self._std = float(metadata["std"])
         self._meta = dict(metadata)
@@ -214,6 +219,13 @@ class Generator(tf.Module):
         wave = frames * self._std + self._mean
         return tf.reshape(tf.clip_by_value(wave, -1.0, 1.0), [tf.shape(frames)[0], -1])
 
+    def rendered(self, frames):
+        """What a caller plays or shows besides the frames [N, T, D]: {"waveform": [N, T*D]},
+        or {"piano_roll": uint8 [N, T, D]} for a piano-roll model."""
+        if self._piano_roll:
+            return {"piano_roll": tf.cast(frames, tf.uint8)}
+        return {"waveform": self.waveform(frames)}
+
     def _check_memory(self, fn, rows, frames):
         """Refuses a call whose working memory, estimated as rows x frames x the per-frame bytes
         of `fn` (MEMORY_FACTORS), exceeds the export's bound (max_memory_mb)."""
@@ -229,8 +241,7 @@ class Generator(tf.Module):
             None, num_frames, self.seed_pair(seed), temperature,
             initial_state=tf.split(state, self._state_widths, axis=-1), start_step=start,
             return_state=True)
-        return {"frames": frames, "waveform": self.waveform(frames),
-                "state": tf.concat(state, axis=-1)}
+        return {"frames": frames, "state": tf.concat(state, axis=-1), **self.rendered(frames)}
 
     # ------------------------------------------------------------------------ signatures
     def _sample(self, num_sequences, num_frames, seed, temperature=1.0):
@@ -243,7 +254,7 @@ class Generator(tf.Module):
         with tf.control_dependencies(checks):
             frames = self.network.sample(num_sequences, num_frames, self.seed_pair(seed),
                                          temperature)
-        return {"frames": frames, "waveform": self.waveform(frames)}
+        return {"frames": frames, **self.rendered(frames)}
 
     def _sample_chunk(self, state, num_frames, seed, start_frame, temperature=1.0):
         n = tf.shape(state)[0]
@@ -321,7 +332,8 @@ class Generator(tf.Module):
                                         1.0)
             drawn = tf.reshape(drawn, tf.shape(frames)) * keep
             log_px = bounds.masked(dist.log_prob(frames), mask)
-        return {"mean": mean, "sample": drawn, "waveform": self.waveform(mean), "log_px": log_px}
+        rendered = self.rendered(drawn) if self._piano_roll else self.rendered(mean)
+        return {"mean": mean, "sample": drawn, "log_px": log_px, **rendered}
 
     def _metadata(self):
         out = {}

@@ -147,7 +147,7 @@ def build_avrnn_trainer(config, network):
     if not network.z_dim:
         raise config_lib.ConfigError(
             f"config.train.algorithm = 'avrnn' needs a latent model: config.model.kind = "
-            f"{config.model.kind!r} has no latent (use 'vrnn', or 'storn' for a fixed prior)")
+            f"{config.model.kind!r} has no latent (use 'vrnn', or 'vrnn_i' for a fixed prior)")
     critic = adversarial.Critic(a.critic_lstm_units, a.critic_dense_units, a.critic_dense_layers,
                                 name="critic")
     critic.build_for(network.z_dim)

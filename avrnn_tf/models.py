@@ -1,17 +1,19 @@
-"""The model family: RNN-Gauss, RNN-GMM, STORN and VRNN-Gauss/GMM as switches of one network.
+"""The model family: RNN-Gauss, RNN-GMM, VRNN-I and VRNN-Gauss/GMM as switches of one network.
 
 | kind    | latent | prior p(z_t | h_{t-1})   | trained on (see training.py)         |
 |---------|--------|---------------------------|--------------------------------------|
 | "rnn"   | none   | -                         | exact log-likelihood                 |
-| "storn" | z_t    | N(0, I), fixed            | ELBO ("VRNN-I" row of Chung et al.)  |
+| "vrnn_i" | z_t   | N(0, I), fixed            | ELBO ("VRNN-I" row of Chung et al.)  |
 | "vrnn"  | z_t    | learned MLP on h_{t-1}    | ELBO (or A-VRNN's phases)            |
 | "zforcing" | z_t | learned MLP on h_{t-1}    | ELBO + beta * log p(b_t | z_t)        |
 
 Z-Forcing's posterior reads a backward LSTM state b_t over x_{t:T} instead of phi_x(x_t)
-(`ZForcingNetwork`, Goyal et al. 2017); its generative model is the VRNN's.
+(`ZForcingNetwork`, Goyal et al. 2017); its generative model is the VRNN's. SRNN (srnn.py) and
+STORN proper (storn.py, Bayer & Osendorfer's own recognition RNN) are separate networks that
+share `EmissionTerms`; until issue 12 the kind "storn" was the VRNN-I row here.
 
 The emission is "normal", "gmm" or "bernoulli" for every kind. Each kind is a class implementing
-`protocol.SequenceModel` (here `RNNNetwork`, `STORNNetwork`, `VRNNNetwork`; Z-Forcing in
+`protocol.SequenceModel` (here `RNNNetwork`, `VRNNINetwork`, `VRNNNetwork`; Z-Forcing in
 zforcing.py); `registry.create_network(spec)` builds the network from a frozen `ModelSpec`; the
 network never reads flags or config files.
 
@@ -45,7 +47,7 @@ class ModelSpec:
     """Everything that fixes a network's shape; built from a config by `config.model_spec`.
 
     Attributes:
-      kind: "rnn", "storn", "vrnn" or "zforcing".
+      kind: one of names.KINDS.
       emission: "normal", "gmm" or "bernoulli".
       x_dim: frame size D.
       h_dim: LSTM state size H.
@@ -56,6 +58,7 @@ class ModelSpec:
       num_mixtures: GMM components.
       scale_floor: added to softplus scales.
       residual_posterior: mu_z = mu_0 + delta.
+      srnn_posterior: SRNN's inference network, "smoothing" or "filtering" (srnn.py).
       emission_bias: optional initial emission output bias (Bernoulli: logit of training mean).
     """
     kind: str
@@ -70,6 +73,7 @@ class ModelSpec:
     num_mixtures: int = 20
     scale_floor: float = 1e-4
     residual_posterior: bool = False
+    srnn_posterior: str = "smoothing"
     emission_bias: Optional[Tuple[float, ...]] = None
 
 
@@ -96,14 +100,82 @@ class HeadNet(keras.layers.Layer):
         return self.head.loc_scale(self(x))
 
 
-def _lstm_bias_init(h_dim):
+def lstm_bias_init(h_dim):
     """Forget-gate bias 1 (Jozefowicz et al. 2015), other gates 0, in (i, f, g, o) order."""
     bias = np.zeros([4 * h_dim], np.float32)
     bias[h_dim:2 * h_dim] = 1.0
     return keras.initializers.Constant(bias)
 
 
-class SequenceNetwork(keras.layers.Layer, protocol.SequenceModel):
+class EmissionTerms:
+    """The per-frame terms and the emission draw of a latent model with a diagonal Normal prior
+    and posterior, written once on `trajectory` (a dict with "emission_params" and, with a
+    latent, "z", "post_loc", "post_scale", "prior_loc", "prior_scale"), `emission_head` and
+    `z_dim`: the VRNN family, SRNN and STORN share it."""
+
+    def make_emission(self, spec):
+        """Creates `emission_head` and `emission_net` (an MLP head on whatever the model feeds
+        it; Bernoulli output bias from `spec.emission_bias`)."""
+        self.emission_head = heads.make_emission_head(
+            spec.emission, spec.x_dim, spec.num_mixtures, spec.scale_floor)
+        self.emission_net = HeadNet(self.emission_head, spec.mlp_units, spec.head_layers,
+                                    bias_init=spec.emission_bias, name="emission")
+
+    def noise_shape(self, x):
+        """Shape of the posterior noise for frames x [B, T, D]: [B, T, Z] (Z = 0 for "rnn")."""
+        shape = tf.shape(x)
+        return tf.stack([shape[0], shape[1], self.z_dim])
+
+    def frame_terms(self, x, noise, mask=None):
+        """Per-frame terms of every bound, each [B, T] (unmasked; bounds.py applies the mask).
+
+          log_px: log p(x_t | z_t, h_{t-1}) at the posterior sample (log p(x_t | h_{t-1}) for rnn)
+          kl:     KL(q(z_t | x_t, h_{t-1}) || p(z_t | h_{t-1})), analytic (0 for rnn)
+          log_pz, log_qz: log p(z_t | h_{t-1}) and log q(z_t | x_t, h_{t-1}) at the sample
+        """
+        out = self.trajectory(x, noise, mask=mask)
+        dists = self.distributions(out)
+        log_px = dists["emission"].log_prob(x)
+        if not self.z_dim:
+            zero = tf.zeros_like(log_px)
+            return {"log_px": log_px, "kl": zero, "log_pz": zero, "log_qz": zero, "trajectory": out}
+        q, p, z = dists["posterior"], dists["prior"], out["z"]
+        return {
+            "log_px": log_px,
+            "kl": tfd.kl_divergence(q, p),  # Analytic for two diagonal Normals.
+            "log_pz": p.log_prob(z),
+            "log_qz": q.log_prob(z),
+            "trajectory": out,
+        }
+
+    def distributions(self, out):
+        """The TFP distributions of a trajectory, each with batch shape [B, T]:
+        "emission" p(x_t | z_t, h_{t-1}) and, for latent models, "prior" p(z_t | h_{t-1}) and
+        "posterior" q(z_t | x_t, h_{t-1})."""
+        dists = {"emission": self.emission_head.new(out["emission_params"])}
+        if self.z_dim:
+            dists["prior"] = heads.diagonal_normal(out["prior_loc"], out["prior_scale"])
+            dists["posterior"] = heads.diagonal_normal(out["post_loc"], out["post_scale"])
+        return dists
+
+    def sample_emission(self, params, seed, temperature):
+        """Draws x_t [N, D] from the emission at `temperature` with a stateless seed."""
+        head = self.emission_head
+        if isinstance(head, heads.NormalHead):
+            loc, scale = head.loc_scale(params)
+            return loc + temperature * scale * rng.normal(tf.shape(loc), seed)
+        if isinstance(head, heads.GMMHead):
+            logits, loc, scale = head.split(params)
+            k_seed, n_seed = rng.split(seed, 2)
+            k = rng.categorical(logits, 1, k_seed)[:, 0]
+            loc = tf.gather(loc, k, batch_dims=1)
+            scale = tf.gather(scale, k, batch_dims=1)
+            return loc + temperature * scale * rng.normal(tf.shape(loc), n_seed)
+        u = rng.uniform(tf.shape(params), seed)
+        return tf.cast(u < tf.sigmoid(params / temperature), tf.float32)
+
+
+class SequenceNetwork(keras.layers.Layer, EmissionTerms, protocol.SequenceModel):
     """The parameters and the forward maths of the VRNN family (`protocol.SequenceModel`).
 
     `trajectory(x, noise)` runs the model on observed frames with the posterior noise given, and
@@ -125,12 +197,9 @@ class SequenceNetwork(keras.layers.Layer, protocol.SequenceModel):
         self.phi_x = cells.dense_stack(m, spec.phi_x_layers, "phi_x")
         # Hoisted input projections (see cells.py): phi_x into the LSTM gates and into the
         # posterior's first layer. Biases of the split layers live here, once.
-        self.gate_x = cells.Dense(4 * spec.h_dim, bias_initializer=_lstm_bias_init(spec.h_dim),
+        self.gate_x = cells.Dense(4 * spec.h_dim, bias_initializer=lstm_bias_init(spec.h_dim),
                                          name="gate_x")
-        self.emission_head = heads.make_emission_head(
-            spec.emission, spec.x_dim, spec.num_mixtures, spec.scale_floor)
-        self.emission_net = HeadNet(self.emission_head, m, spec.head_layers,
-                                    bias_init=spec.emission_bias, name="emission")
+        self.make_emission(spec)
         self.prior_net = None
         if z_dim:
             self.make_posterior_input()
@@ -169,11 +238,6 @@ class SequenceNetwork(keras.layers.Layer, protocol.SequenceModel):
         if self.z_dim:
             inputs.append(self.posterior_x(fx))
         return tf.concat(inputs, axis=-1), {}
-
-    def noise_shape(self, x):
-        """Shape of the posterior noise for frames x [B, T, D]: [B, T, Z] (Z = 0 for "rnn")."""
-        shape = tf.shape(x)
-        return tf.stack([shape[0], shape[1], self.z_dim])
 
     def features(self, x):
         """phi_x(x) [B, T, M]: depends on x alone, so it runs once over all frames."""
@@ -271,43 +335,11 @@ class SequenceNetwork(keras.layers.Layer, protocol.SequenceModel):
         return run(inputs, *kernels)
 
     def prior(self, h_prev):
-        """(loc, scale) of p(z_t | h_{t-1}); N(0, I) for STORN."""
+        """(loc, scale) of p(z_t | h_{t-1}); N(0, I) for VRNN-I."""
         if self.prior_net is None:
             zeros = tf.zeros(tf.concat([tf.shape(h_prev)[:-1], [self.z_dim]], axis=0), h_prev.dtype)
             return zeros, tf.ones_like(zeros)
         return self.prior_net.loc_scale(h_prev)
-
-    def frame_terms(self, x, noise, mask=None):
-        """Per-frame terms of every bound, each [B, T] (unmasked; bounds.py applies the mask).
-
-          log_px: log p(x_t | z_t, h_{t-1}) at the posterior sample (log p(x_t | h_{t-1}) for rnn)
-          kl:     KL(q(z_t | x_t, h_{t-1}) || p(z_t | h_{t-1})), analytic (0 for rnn)
-          log_pz, log_qz: log p(z_t | h_{t-1}) and log q(z_t | x_t, h_{t-1}) at the sample
-        """
-        out = self.trajectory(x, noise, mask=mask)
-        dists = self.distributions(out)
-        log_px = dists["emission"].log_prob(x)
-        if not self.z_dim:
-            zero = tf.zeros_like(log_px)
-            return {"log_px": log_px, "kl": zero, "log_pz": zero, "log_qz": zero, "trajectory": out}
-        q, p, z = dists["posterior"], dists["prior"], out["z"]
-        return {
-            "log_px": log_px,
-            "kl": tfd.kl_divergence(q, p),  # Analytic for two diagonal Normals.
-            "log_pz": p.log_prob(z),
-            "log_qz": q.log_prob(z),
-            "trajectory": out,
-        }
-
-    def distributions(self, out):
-        """The TFP distributions of a trajectory, each with batch shape [B, T]:
-        "emission" p(x_t | z_t, h_{t-1}) and, for latent models, "prior" p(z_t | h_{t-1}) and
-        "posterior" q(z_t | x_t, h_{t-1})."""
-        dists = {"emission": self.emission_head.new(out["emission_params"])}
-        if self.z_dim:
-            dists["prior"] = heads.diagonal_normal(out["prior_loc"], out["prior_scale"])
-            dists["posterior"] = heads.diagonal_normal(out["post_loc"], out["post_scale"])
-        return dists
 
     # ------------------------------------------------------------------------- generation
     def generative_step(self, state, seed, temperature):
@@ -328,23 +360,6 @@ class SequenceNetwork(keras.layers.Layer, protocol.SequenceModel):
         x = self.sample_emission(self.emission_net(emission_input), x_seed, temperature)
         gates = self.gate_x(self.features(x)) + self.cell.recurrent_gates(h, fz)
         return list(cells.lstm_update(gates, c)), x
-
-    def sample_emission(self, params, seed, temperature):
-        """Draws x_t [N, D] from the emission at `temperature` with a stateless seed."""
-        head = self.emission_head
-        if isinstance(head, heads.NormalHead):
-            loc, scale = head.loc_scale(params)
-            return loc + temperature * scale * rng.normal(tf.shape(loc), seed)
-        if isinstance(head, heads.GMMHead):
-            logits, loc, scale = head.split(params)
-            k_seed, n_seed = rng.split(seed, 2)
-            k = rng.categorical(logits, 1, k_seed)[:, 0]
-            loc = tf.gather(loc, k, batch_dims=1)
-            scale = tf.gather(scale, k, batch_dims=1)
-            return loc + temperature * scale * rng.normal(tf.shape(loc), n_seed)
-        u = rng.uniform(tf.shape(params), seed)
-        return tf.cast(u < tf.sigmoid(params / temperature), tf.float32)
-
 
     # ------------------------------------------------- per-step interface (particle filters)
     # The bounds that resample (bounds.fivo) need the recurrence one step at a time, so that the
@@ -402,7 +417,7 @@ class SequenceNetwork(keras.layers.Layer, protocol.SequenceModel):
     def parameter_groups(self):
         """The paper's parameter sets (protocol.py): "rnn" theta (gate_x, recurrent_kernel,
         z_kernel), "features" (phi_x, phi_z), "emission", "posterior" tau (posterior_x,
-        posterior_hidden, posterior_out), "prior" omega (empty for STORN's fixed N(0, I)).
+        posterior_hidden, posterior_out), "prior" omega (empty for VRNN-I's fixed N(0, I)).
 
         One caveat, from the fused matmul (cells.py): `recurrent_kernel` [H, 4H + M] holds the
         LSTM's recurrent weights in its first 4H columns and the h_{t-1} part of the posterior's
@@ -441,8 +456,9 @@ class RNNNetwork(SequenceNetwork):
     learned_prior = False
 
 
-class STORNNetwork(SequenceNetwork):
-    """STORN as the VRNN paper's "VRNN-I" row: the prior is fixed at N(0, I)."""
+class VRNNINetwork(SequenceNetwork):
+    """VRNN-I (the VRNN paper's row): a VRNN whose prior is fixed at N(0, I). Earlier versions
+    called this kind "storn"; STORN proper (own recognition RNN) is storn.py."""
     learned_prior = False
 
 

@@ -5,7 +5,8 @@ TensorFlow, and the modules that implement them (models.py, heads.py, adversaria
 tuple from here, so a name is added in one place.
 """
 
-KINDS = ("rnn", "storn", "vrnn", "zforcing")        # models.py
+KINDS = ("rnn", "vrnn_i", "vrnn", "zforcing", "srnn", "storn")  # registry.py
+SRNN_POSTERIORS = ("smoothing", "filtering")       # srnn.py
 EMISSIONS = ("normal", "gmm", "bernoulli")          # heads.py
 CRITICS = ("wgan", "wgan_gp", "gan")                # adversarial.py
 ALGORITHMS = ("elbo", "avrnn")                      # training.py

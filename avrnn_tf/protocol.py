@@ -41,6 +41,11 @@ AVRNN_GROUPS = ("rnn", "features", "emission", "posterior", "prior")
 class SequenceModel(abc.ABC):
     """The protocol (see the module docstring). Subclasses are Keras layers."""
 
+    # Whether the posterior at frame t reads frames after t (Z-Forcing, SRNN's smoothing
+    # posterior). Its per-step filter then proposes from a_t/b_t computed on the whole given
+    # sequence by `step_inputs`: FIVO stays unbiased but resamples on a proposal that looked ahead.
+    posterior_reads_future = False
+
     # ----------------------------------------------------------------- shapes and sizes
     @abc.abstractmethod
     def noise_shape(self, x):

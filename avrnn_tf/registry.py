@@ -7,13 +7,17 @@ checks on it.
 """
 
 from avrnn_tf import models
+from avrnn_tf import srnn
+from avrnn_tf import storn
 from avrnn_tf import zforcing
 
 NETWORKS = {
     "rnn": models.RNNNetwork,
-    "storn": models.STORNNetwork,
+    "vrnn_i": models.VRNNINetwork,
     "vrnn": models.VRNNNetwork,
     "zforcing": zforcing.ZForcingNetwork,
+    "srnn": srnn.SRNNNetwork,
+    "storn": storn.STORNNetwork,
 }
 
 

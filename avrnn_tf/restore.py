@@ -63,6 +63,10 @@ def read_config(workdir):
     config = _read_json(path, "the run's config")
     if not isinstance(config, dict):
         raise RestoreError(f"{path}: expected a JSON object, found {type(config).__name__}")
+    try:
+        workdir_lib.check_model_meaning(config, path)
+    except workdir_lib.WorkdirError as e:
+        raise RestoreError(str(e)) from None
     config = workdir_lib.with_defaults(config, config_lib.base_config().to_dict())
     try:
         return config_lib.validate(ml_collections.ConfigDict(config))

@@ -243,7 +243,7 @@ class AVRNNTrainer(ELBOTrainer):
     critic step k and the adversarial phase fold k + 1 and a fixed constant into that seed.
 
     Args:
-      network: a built latent `SequenceNetwork` ("vrnn", or "storn" for a fixed prior).
+      network: a built latent `SequenceNetwork` ("vrnn", or "vrnn_i" for a fixed prior).
       critic: an `adversarial.Critic` (built with `build_for(z_dim)`).
       seed, clip_norm: as `ELBOTrainer`; clip_norm applies to the reconstruction and adversarial
         gradients (the critic is constrained by clipping or the penalty instead).
@@ -265,7 +265,7 @@ class AVRNNTrainer(ELBOTrainer):
         super().__init__(network, objective, seed=seed, clip_norm=clip_norm)
         self.kl_weight = float(kl_weight)
         if not network.z_dim:
-            raise ValueError("A-VRNN needs a latent model (kind 'vrnn' or 'storn'), not 'rnn'")
+            raise ValueError("A-VRNN needs a latent model (e.g. kind 'vrnn' or 'vrnn_i'), not 'rnn'")
         if critic_type not in adversarial.CRITICS:
             raise ValueError(f"critic type {critic_type!r} is not one of {adversarial.CRITICS}")
         self.critic = critic

@@ -130,6 +130,24 @@ def config_differences(saved, current):
             if name not in MAY_CHANGE and a.get(name) != b.get(name)]
 
 
+def check_model_meaning(saved, path):
+    """Refuses (WorkdirError, one line) a saved config dict whose model.kind meant another model
+    when it was written.
+
+    Until issue 12 kind "storn" was VRNN-I (a VRNN with a fixed N(0, I) prior); it now names
+    Bayer & Osendorfer's STORN, a different network. A config.json written before that change has
+    no model.srnn_posterior (a field added by the same change and written by every run since),
+    so "storn" without it is the old model: refused, never silently rebuilt as the new one.
+    """
+    model = saved.get("model") if isinstance(saved, dict) else None
+    if isinstance(model, dict) and model.get("kind") == "storn" and "srnn_posterior" not in model:
+        raise WorkdirError(
+            f"{path}: model.kind 'storn' in this run means VRNN-I (a VRNN with a fixed N(0, I) "
+            f"prior), which is now called 'vrnn_i'; 'storn' now names STORN with its own "
+            f"recognition RNN, a different model: set \"kind\": \"vrnn_i\" in this config.json to "
+            f"use the run (same network and checkpoints)")
+
+
 def check_resume_config(workdir, config_dict, force=False, defaults=None):
     """Refuses to continue a run in `workdir` whose saved config differs in an experiment field.
 
@@ -140,7 +158,9 @@ def check_resume_config(workdir, config_dict, force=False, defaults=None):
     if not os.path.exists(path):
         return []
     with open(path) as f:
-        saved = with_defaults(json.load(f), defaults or {})
+        saved = json.load(f)
+    check_model_meaning(saved, path)
+    saved = with_defaults(saved, defaults or {})
     diffs = config_differences(saved, config_dict)
     if diffs and not force:
         raise WorkdirError(

@@ -26,10 +26,24 @@ from avrnn_tf import heads
 from avrnn_tf import models
 
 
+def run_backward(rnn, inputs, mask=None):
+    """`rnn` (a return_sequences layer) run backwards over each sequence of inputs [B, T, .]
+    reversed by its own length (from `mask` [B, T]; all T without): output t summarises
+    inputs_{t:len} and never sees padded frames (SRNN's a_t uses it too)."""
+    if mask is None:
+        lengths = tf.fill(tf.shape(inputs)[:1], tf.shape(inputs)[1])
+    else:
+        lengths = tf.cast(tf.reduce_sum(tf.cast(mask > 0, tf.int32), axis=1), tf.int32)
+    reversed_inputs = tf.reverse_sequence(inputs, lengths, seq_axis=1, batch_axis=0)
+    return tf.reverse_sequence(rnn(reversed_inputs), lengths, seq_axis=1, batch_axis=0)
+
+
 class ZForcingNetwork(models.SequenceNetwork):
     """See the module docstring. Parameter groups: the VRNN's, with the backward LSTM and
     `posterior_b` in "posterior" (they serve inference only) and the auxiliary net in
     "auxiliary" (trained by the auxiliary cost only; A-VRNN has no phase for it)."""
+
+    posterior_reads_future = True
 
     def __init__(self, spec, **kwargs):
         super().__init__(spec, **kwargs)
@@ -46,12 +60,7 @@ class ZForcingNetwork(models.SequenceNetwork):
 
     def backward_states(self, x, mask=None):
         """b [B, T, H]: b_t summarises x_{t:len} of its own sequence (len from the mask)."""
-        if mask is None:
-            lengths = tf.fill(tf.shape(x)[:1], tf.shape(x)[1])
-        else:
-            lengths = tf.cast(tf.reduce_sum(tf.cast(mask > 0, tf.int32), axis=1), tf.int32)
-        reversed_x = tf.reverse_sequence(x, lengths, seq_axis=1, batch_axis=0)
-        return tf.reverse_sequence(self.backward_rnn(reversed_x), lengths, seq_axis=1, batch_axis=0)
+        return run_backward(self.backward_rnn, x, mask)
 
     def hoisted_inputs(self, x, mask=None):
         """As the VRNN's, with posterior_b(b_t) in place of posterior_x(phi_x(x_t)); the extra

@@ -18,11 +18,12 @@ which carries the recurrent state across calls; the result is bit-identical to o
 frame's noise depends on the seed and its frame index only), and a progress bar shows the audio
 generated so far. The same seed gives the same audio on every load and machine.
 
-Exit status 2 with one line "generate_audio: error: ..." for a bad argument, a missing model or
-an unreadable prefix; the model's own argument checks report as "<signature>: <argument> ...".
+Exit status 2 with one line "generate_audio: error: ..." for a bad argument, a missing model, a
+piano-roll model (export/generate_pianoroll.py is its program) or an unreadable prefix; the model's own argument checks report as "<signature>: <argument> ...".
 """
 
 import argparse
+import logging
 import math
 import os
 import re
@@ -278,6 +279,8 @@ def import_tensorflow(threads=0, verbose=False):
         os.close(saved)
         capture.close()
     tf.get_logger().setLevel("ERROR")
+    # Loading a SavedModel warns through absl's logger about the custom gradients it holds.
+    logging.getLogger("absl").setLevel(logging.ERROR)
     return tf
 
 
@@ -295,6 +298,10 @@ def main(argv):
     tf = import_tensorflow(args.threads, args.verbose)
     model = tf.saved_model.load(args.saved_model)
     meta = read_metadata(model)
+    if meta["emission"] == "bernoulli":
+        raise UsageError(f"--saved_model={args.saved_model}: a piano-roll model "
+                         f"({meta['model_kind']}/bernoulli) has no audio; use "
+                         f"export/generate_pianoroll.py")
     rate, frame_size = int(meta["sample_rate"]), int(meta["frame_size"])
     num_frames = max(1, int(math.ceil(args.seconds * rate / frame_size)))
     chunk_frames = max(1, int(round(args.chunk_seconds * rate / frame_size)))

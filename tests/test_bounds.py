@@ -34,7 +34,7 @@ def noise_for(tf, net, b, t, k, seed=3):
     return tf.random.stateless_normal([k * b, t, net.z_dim], seed=[seed, 2])
 
 
-@pytest.mark.parametrize("kind", ["storn", "vrnn", "zforcing"])
+@pytest.mark.parametrize("kind", ["vrnn_i", "vrnn", "zforcing"])
 def test_iwae_one_sample_is_the_sampled_kl_elbo(tf, lib, kind):
     bounds, models = lib
     net = make_network(models, kind)
@@ -67,7 +67,7 @@ def test_sampled_kl_averages_to_the_analytic_kl(tf, lib):
     assert abs(float(sampled - terms["kl"][0, 0])) < 4 * float(sd) / math.sqrt(k)
 
 
-@pytest.mark.parametrize("kind", ["storn", "vrnn"])
+@pytest.mark.parametrize("kind", ["vrnn_i", "vrnn"])
 def test_iwae_is_above_the_elbo_and_grows_with_k_on_average(tf, lib, kind):
     bounds, models = lib
     net = make_network(models, kind)
@@ -86,7 +86,7 @@ def test_iwae_is_above_the_elbo_and_grows_with_k_on_average(tf, lib, kind):
     assert means[1] > elbo and means[2] > elbo, (means, elbo)
 
 
-@pytest.mark.parametrize("kind", ["rnn", "storn", "vrnn", "zforcing"])
+@pytest.mark.parametrize("kind", ["rnn", "vrnn_i", "vrnn", "zforcing"])
 def test_fivo_without_resampling_equals_iwae(tf, lib, kind):
     bounds, models = lib
     net = make_network(models, kind, emission="normal")
@@ -259,7 +259,7 @@ def test_free_bits_of_a_split_batch_equal_the_whole_batch(tf, lib):
     # A batch split over replicas: with `batch_sum` adding the other part's sums, every part
     # floors the whole batch's KL_d and its sequences get the whole batch's per-sequence terms.
     bounds, models = lib
-    net = make_network(models, "storn")
+    net = make_network(models, "vrnn_i")
     x, mask = batch(tf)
     kl_dims = bounds.kl_per_dimension(net.frame_terms(x, noise_for(tf, net, 3, 7, 1), mask=mask))
     m = mask.numpy()

@@ -26,7 +26,8 @@ def cfg(tf):
 
 
 MODEL_CONFIGS = {"rnn_gauss.py": ("rnn", "normal"), "rnn_gmm.py": ("rnn", "gmm"),
-                 "storn.py": ("storn", "normal"), "vrnn_gauss.py": ("vrnn", "normal"),
+                 "storn.py": ("storn", "normal"), "vrnn_i.py": ("vrnn_i", "normal"),
+                 "srnn.py": ("srnn", "gmm"), "vrnn_gauss.py": ("vrnn", "normal"),
                  "vrnn_gmm.py": ("vrnn", "gmm"), "default.py": ("vrnn", "normal")}
 
 

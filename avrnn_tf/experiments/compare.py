@@ -3,8 +3,8 @@ test split, and writes one markdown table (ELBO and IWAE-K in nats per frame, tr
 
   avrnn-compare --outdir=runs/compare --configs=configs/vrnn_gauss.py:tiny --datasets=jsb --steps=60
   python -m avrnn_tf.experiments.compare --outdir=runs/compare \\
-      --configs=configs/rnn_gauss.py,configs/rnn_gmm.py,configs/storn.py,configs/vrnn_gauss.py,\\
-configs/vrnn_gmm.py,configs/zforcing.py,configs/avrnn.py \\
+      --configs=configs/rnn_gauss.py,configs/rnn_gmm.py,configs/vrnn_i.py,configs/storn.py,\\
+configs/vrnn_gauss.py,configs/vrnn_gmm.py,configs/zforcing.py,configs/srnn.py,configs/avrnn.py \\
       --datasets=fsdd,jsb --steps=2000 --num_samples=100
 
 Every config is loaded with the dataset's variant (`:fsdd` or `:jsb`, plus any variant written
@@ -31,8 +31,9 @@ from avrnn_tf import config as config_lib
 from avrnn_tf.tf_setup import import_tensorflow
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("configs", ["configs/rnn_gauss.py", "configs/rnn_gmm.py", "configs/storn.py",
-                              "configs/vrnn_gauss.py", "configs/vrnn_gmm.py", "configs/zforcing.py"],
+flags.DEFINE_list("configs", ["configs/rnn_gauss.py", "configs/rnn_gmm.py", "configs/vrnn_i.py",
+                              "configs/storn.py", "configs/vrnn_gauss.py", "configs/vrnn_gmm.py",
+                              "configs/zforcing.py", "configs/srnn.py"],
                   "Config files (path[:variants]); add configs/avrnn.py when it exists.")
 flags.DEFINE_list("datasets", ["fsdd", "jsb"], "Datasets: fsdd and/or jsb.")
 flags.DEFINE_string("outdir", None, "Directory of the runs and of comparison.md.")

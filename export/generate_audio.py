@@ -253,7 +253,6 @@ def import_tensorflow(threads=0, verbose=False):
     captured, and replayed only if the import fails; `threads` > 0 sets TensorFlow's intra- and
     inter-op thread pools (possible only before the runtime starts). With `verbose`, nothing is
     hidden; otherwise TensorFlow's Python warnings and KNOWN_NOTICE are."""
-    import logging
     import tempfile
 
     if verbose:

@@ -74,12 +74,12 @@ class AudioClips(RunCallback):
         run, t = self.run, self.run.config.train
         if run.interrupted or run.stop_reason or not t.audio_every or run.step % t.audio_every:
             return
-        if not t.num_audio_clips or run.corpus.binary or not run.is_chief:
+        if not t.num_audio_clips or run.data.corpus.binary or not run.is_chief:
             return
         wave = run.generate(t.num_audio_clips, t.audio_seconds, seed=run.step)
         images = [figures.to_rgb(f) for f in run.clip_figures(wave)]
         with run.writer.as_default(step=run.step):
-            tf.summary.audio("audio/samples", wave[:, :, None], run.corpus.sample_rate,
+            tf.summary.audio("audio/samples", wave[:, :, None], run.data.corpus.sample_rate,
                              max_outputs=t.num_audio_clips)
             tf.summary.image("audio/spectrograms", np.stack(images), max_outputs=len(images))
 
@@ -93,7 +93,7 @@ class ValidationSummaries(RunCallback):
         network = run.network
         if not network.z_dim:
             return
-        x, mask = run.valid_batches[0]
+        x, mask = run.data.valid_batches[0]
         seed = objectives.step_seed(run.trainer.seed, objectives.EVAL_FOLD)
         out = network.trajectory(tf.constant(x), rng.normal(network.noise_shape(x), seed),
                                  tf.constant(mask))

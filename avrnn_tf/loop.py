@@ -30,12 +30,12 @@ the learning rate (`train.lr_decay_on_plateau`, `train.lr_plateau_patience`,
 (checkpointing.ValidationCounters), and a round's last step is checkpointed after its validation
 pass, so a resumed run stops and decays at the same round as an uninterrupted one.
 
-Parts: checkpointing.py (save, best, restore, rotation), callbacks.py (TensorBoard summaries as
-Keras callbacks), multi_worker.py (the Keras patches of a multi-worker fit); here the training data,
-the trainer's construction, the rounds of `fit` and signals.
+Parts: train_data.py (the corpus, its statistics and the training/validation batches),
+checkpointing.py (save, best, restore, rotation), callbacks.py (TensorBoard summaries as Keras
+callbacks), multi_worker.py (the Keras patches of a multi-worker fit); here the trainer's
+construction, the rounds of `fit` and signals.
 """
 
-import json
 import math
 import os
 import signal
@@ -52,12 +52,10 @@ from avrnn_tf import objectives
 from avrnn_tf import progress
 from avrnn_tf import registry
 from avrnn_tf import run_summary
+from avrnn_tf import train_data
 from avrnn_tf import training
 from avrnn_tf import workdir as workdir_lib
-from avrnn_tf.data import corpora
 from avrnn_tf.data import pipeline
-from avrnn_tf.data import prepared as prepared_lib
-from avrnn_tf.data.audio import DataError
 
 
 def log(message):
@@ -167,15 +165,8 @@ def build_avrnn_trainer(config, network):
     return trainer
 
 
-def train_dataset(config, trainer, x, mask, start_step):
-    """The training batches `trainer` reads, one element per global step from `start_step`."""
-    d, t = config.data, config.train
-    if not d.train_frames:  # Whole utterances: x is a pipeline.WholeSequenceBatches.
-        return x.dataset(start_step)
-    phases = getattr(trainer, "num_batches_per_step", 1)
-    if getattr(trainer, "separate_batches", False) and phases > 1:
-        return pipeline.phase_train_dataset(x, mask, d.batch_size, t.seed, start_step, phases)
-    return pipeline.train_dataset(x, mask, d.batch_size, t.seed, start_step)
+# The in-memory training batches of a trainer (train_data.py); kept here for its callers.
+train_dataset = train_data.in_memory_dataset
 
 
 class Run:
@@ -295,35 +286,7 @@ class Run:
                 log("resuming with a changed config (--force_resume): " + "; ".join(diffs))
         if t.deterministic:
             tf.config.experimental.enable_op_determinism()
-        stats_path = os.path.join(workdir, "data_stats.json")
-        self.prepared = None  # A prepared corpus (data/prepared.py) is streamed, never loaded.
-        if prepared_lib.is_prepared(data.path) and data.format in ("auto", "prepared"):
-            self._use_prepared(data, stats_path, data.path)
-        elif data.stream and data.path:  # Raw corpus prepared on the fly, then streamed.
-            self._use_prepared(data, stats_path, prepared_lib.prepare_for_run(
-                data, os.path.join(workdir, "prepared"), log=log))
-        else:
-            self.corpus = pipeline.load_corpus(data)
-            if getattr(self.corpus, "skipped", None):
-                corpora.write_skipped(os.path.join(workdir, prepared_lib.SKIPPED_FILE),
-                                      self.corpus.skipped, self.corpus.source)
-            saved_path = os.path.join(self.read_dir, "data_stats.json")
-            if resuming and os.path.exists(saved_path):  # A resumed run keeps its statistics.
-                saved = pipeline.load_stats(saved_path)
-                self.standardizer = pipeline.Standardizer(saved["mean"], saved["std"])
-            else:
-                self.standardizer = pipeline.fit_standardizer(self.corpus)
-            self.stats = pipeline.save_stats(stats_path, self.corpus, self.standardizer, data.frame_size)
-            if data.train_frames:
-                self.x, self.mask = pipeline.training_chunks(
-                    self.corpus.train, self.standardizer, data.frame_size, data.train_frames)
-            else:
-                self.x, self.mask = pipeline.WholeSequenceBatches(pipeline.whole_sequences(
-                    self.corpus.train, self.standardizer, data.frame_size, data.max_batch_frames),
-                    data.batch_size, data.max_batch_frames, t.seed), None
-            self.valid_batches = pipeline.eval_batches(
-                self.corpus.valid, self.standardizer, data.frame_size, data.valid_batch_size,
-                data.max_valid_utterances)
+        self.data = train_data.TrainingData(config, workdir, self.read_dir, resuming, log)
 
         # Same initial weights on every start of the run. Only the initialisers need the seed:
         # TensorFlow's global seed is cleared again because, once set, it breaks tf.data's
@@ -331,7 +294,7 @@ class Run:
         with self.strategy.scope():  # Variables and optimizers live on the strategy's devices.
             keras.utils.set_random_seed(t.seed)
             self.network = registry.create_network(config_lib.model_spec(
-                config, data.frame_size, emission_bias_for(config, self.corpus)))
+                config, data.frame_size, emission_bias_for(config, self.data.corpus)))
             self.trainer = build_trainer(config, self.network)
         tf.random.set_seed(None)
         self.checkpoints = checkpointing.Checkpointer(
@@ -342,52 +305,6 @@ class Run:
                        if self.is_chief else tf.summary.create_noop_writer())
         self.sampler = tf.function(self.network.sample)
         self.callbacks = []  # callbacks.RunCallback objects (set by `_train`).
-
-    def _use_prepared(self, data, stats_path, path):
-        """Data from the prepared directory `path`: statistics from its stats.json, training streamed."""
-        stats = prepared_lib.load_stats(path)
-        prepared_lib.check_config(stats, data, path)
-        if os.path.exists(stats_path):
-            saved = pipeline.load_stats(stats_path)
-            if (saved.get("mean"), saved.get("std")) != (stats["mean"], stats["std"]):
-                raise DataError(f"{path} was prepared again since this workdir's run started "
-                                f"(its mean/std differ from {stats_path}); use a new workdir")
-        self.prepared = prepared_lib.PreparedInfo(path, stats)
-        self.corpus = self.prepared
-        self.standardizer = pipeline.Standardizer(stats["mean"], stats["std"])
-        self.stats = dict(stats, prepared=os.path.abspath(path))
-        with open(stats_path, "w") as f:
-            json.dump(self.stats, f, indent=2, sort_keys=True)
-        self.x = self.mask = None
-        self.valid_batches = prepared_lib.eval_batches(
-            path, stats, "valid", data.valid_batch_size, data.max_valid_utterances)
-        if not self.valid_batches:
-            raise DataError(f"the prepared corpus {path} has an empty validation split")
-
-    @property
-    def num_train_chunks(self):
-        if self.prepared is not None:
-            return prepared_lib.num_chunks(self.prepared.stats, self.config.data.train_frames)
-        return len(self.x)
-
-    def train_dataset(self, step):
-        """Training batches for global steps step, step + 1, ... (in memory or streamed).
-
-        An A-VRNN trainer with `separate_batches` reads P = n_critic + 2 batches per step, as one
-        [P, B, T, D] element (streamed: one batch of P*B chunks, split in P).
-        """
-        data, seed = self.config.data, self.config.train.seed
-        if self.prepared is None:
-            return train_dataset(self.config, self.trainer, self.x, self.mask, step)
-        phases = getattr(self.trainer, "num_batches_per_step", 1)
-        phases = phases if getattr(self.trainer, "separate_batches", False) else 1
-        ds = prepared_lib.train_dataset(self.prepared.path, self.prepared.stats,
-                                        data.batch_size * phases, data.train_frames, seed, step,
-                                        data.shuffle_buffer)
-        if phases == 1:
-            return ds
-        split = lambda v: tf.reshape(v, tf.concat([[phases, data.batch_size], tf.shape(v)[1:]], 0))
-        return ds.map(lambda x, m: (split(x), split(m)))
 
     @property
     def step(self):
@@ -445,7 +362,7 @@ class Run:
         `fit`'s distributed `evaluate`, so validation is the same code and the same numbers for
         every tf.distribute strategy (the noise is the evaluation noise of `test_step`).
         """
-        return objectives.evaluate(self.trainer.objective, self.network, self.valid_batches,
+        return objectives.evaluate(self.trainer.objective, self.network, self.data.valid_batches,
                                    self.trainer.seed)
 
     def evaluate(self):
@@ -470,21 +387,21 @@ class Run:
     def generate(self, num, seconds, seed):
         """Waveforms [num, samples] in [-1, 1] sampled from the model (de-standardized)."""
         frame_size = self.config.data.frame_size
-        frames = max(1, int(round(seconds * self.corpus.sample_rate / frame_size)))
+        frames = max(1, int(round(seconds * self.data.corpus.sample_rate / frame_size)))
         out = self.sampler(num, frames, tf.constant([seed, 7], tf.int32))
-        wave = self.standardizer.invert(tf.reshape(out, [num, -1]).numpy())
+        wave = self.data.standardizer.invert(tf.reshape(out, [num, -1]).numpy())
         return np.clip(wave, -1.0, 1.0).astype(np.float32)
 
     def clip_figures(self, waves):
         """Labelled figures of clips `generate` made at this step (its seed is the step)."""
         model = f"{self.config.model.kind}/{self.config.model.emission}"
-        return figures.clip_figures(waves, self.corpus.sample_rate, model, self.step, self.step)
+        return figures.clip_figures(waves, self.data.corpus.sample_rate, model, self.step, self.step)
 
     def write_sample_files(self):
         import soundfile
 
         t = self.config.train
-        if not t.num_final_samples or self.corpus.binary or not self.is_chief:
+        if not t.num_final_samples or self.data.corpus.binary or not self.is_chief:
             return []
         folder = os.path.join(self.workdir, "samples")
         os.makedirs(folder, exist_ok=True)
@@ -492,7 +409,7 @@ class Run:
         waves = self.generate(t.num_final_samples, max(t.audio_seconds, 1.0), seed=self.step)
         for k, (wave, figure) in enumerate(zip(waves, self.clip_figures(waves))):
             path = os.path.join(folder, f"step_{self.step}_{k}.wav")
-            soundfile.write(path, wave, self.corpus.sample_rate, subtype="PCM_16")
+            soundfile.write(path, wave, self.data.corpus.sample_rate, subtype="PCM_16")
             figures.save(figure, path[:-len(".wav")] + ".png")
             paths.append(path)
         return paths
@@ -562,10 +479,10 @@ def _train(run, verbose, extra_callbacks):
     run.save_config()
     if run.is_chief:
         run_summary.write(run.writer, config, step)
-    log(f"{config.model.kind}/{config.model.emission} on {run.corpus.source}: "
-        f"{run.corpus.sizes()} sequences "
-        f"{'of binary frames' if getattr(run.corpus, 'binary', False) else f'at {run.corpus.sample_rate} Hz'}, "
-        f"{run.num_train_chunks} training "
+    log(f"{config.model.kind}/{config.model.emission} on {run.data.corpus.source}: "
+        f"{run.data.corpus.sizes()} sequences "
+        f"{'of binary frames' if getattr(run.data.corpus, 'binary', False) else f'at {run.data.corpus.sample_rate} Hz'}, "
+        f"{run.data.num_train_chunks} training "
         f"chunks; {sum(int(np.prod(v.shape)) for v in run.network.trainable_variables):,} "
         f"parameters; steps {step} -> {t.steps}; workdir {os.path.abspath(run.workdir)}")
 
@@ -591,7 +508,7 @@ def _train(run, verbose, extra_callbacks):
         run.sync_interrupted()
         while step < t.steps and not run.interrupted and not stopped_early(run, step):
             n = min(t.eval_every - step % t.eval_every, t.steps - step)
-            ds = run.distribute(run.train_dataset(step))
+            ds = run.distribute(run.data.dataset(run.trainer, step))
             run.trainer.fit(ds, epochs=step // t.eval_every + 1, initial_epoch=step // t.eval_every,
                             steps_per_epoch=n, callbacks=fit_callbacks, verbose=0,
                             shuffle=False)

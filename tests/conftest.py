@@ -61,3 +61,18 @@ def load_config_file(name, arg=None):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config(arg) if arg is not None else module.get_config()
+
+
+@pytest.fixture(autouse=True)
+def _op_determinism_stays_in_its_test():
+    """A run with train.deterministic turns on TensorFlow's process-wide op determinism, under which
+    any unseeded random op raises; tests share worker processes, so it is turned off after each test
+    (through TensorFlow's own, non-exported switch, when TensorFlow was imported at all)."""
+    yield
+    import sys
+
+    if "tensorflow" in sys.modules:
+        from tensorflow.python.framework import config as tf_config
+
+        if getattr(tf_config, "is_op_determinism_enabled", lambda: False)():
+            tf_config.disable_op_determinism()

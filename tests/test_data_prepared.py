@@ -176,11 +176,11 @@ def test_stream_prepares_a_raw_corpus_into_the_workdir_once(corpus_dir, tmp_path
     work = str(tmp_path / "w")
     run = loop.Run(config, work)
     stats_file = os.path.join(work, "prepared", "stats.json")
-    assert run.prepared is not None and os.path.isfile(stats_file)
+    assert run.data.prepared is not None and os.path.isfile(stats_file)
     raw = corpora.read_corpus(corpus_dir, "wav_dir", frame_size=100)
-    assert run.corpus.sizes() == {k: len(v) for k, v in raw.splits.items()}
-    assert run.num_train_chunks == sum(-(-(len(s) // 100) // 7) for _, s in raw.splits["train"])
-    x, mask = next(iter(run.train_dataset(0)))
+    assert run.data.corpus.sizes() == {k: len(v) for k, v in raw.splits.items()}
+    assert run.data.num_train_chunks == sum(-(-(len(s) // 100) // 7) for _, s in raw.splits["train"])
+    x, mask = next(iter(run.data.dataset(run.trainer, 0)))
     assert x.shape == (config.data.batch_size, 7, 100) and mask.shape == (config.data.batch_size, 7)
     stamp = os.stat(stats_file).st_mtime_ns
     run.lock.release()  # Each Run holds the workdir lock until released (or the process ends).

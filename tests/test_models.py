@@ -228,7 +228,7 @@ def test_loop_validation_equals_keras_evaluate_of_the_test_step(tmp_path, tf):
     run = loop.Run(config, str(tmp_path))
     try:
         ours = run.validation_metrics()
-        ds = pipeline.eval_dataset(run.valid_batches, config.data.frame_size)
+        ds = pipeline.eval_dataset(run.data.valid_batches, config.data.frame_size)
         keras_result = run.trainer.evaluate(ds, verbose=0, return_dict=True)
     finally:
         run.lock.release()

@@ -119,10 +119,27 @@ def checkpoint_values(prefix):
             if k.endswith("VARIABLE_VALUE")}
 
 
+class Difference(float):
+    """The largest absolute difference of two checkpoints, with the variable it is in (repr)."""
+
+    def __repr__(self):
+        return f"{float(self)!r} (in {self.key})"
+
+
 def max_difference(a, b):
+    """Absolute for weights and optimizer state; relative for the validation values the run keeps
+    (checkpointing.ValidationCounters: a best ELBO of hundreds of nats, which validation on two
+    workers sums in another order)."""
     assert sorted(a) == sorted(b)  # the same variables (model, optimizers, counters)
-    return max(float(np.max(np.abs(a[k].astype(np.float64) - b[k]))) for k in a
-               if a[k].dtype.kind == "f")
+
+    def diff(k):
+        d = np.abs(a[k].astype(np.float64) - b[k])
+        return float(np.max(d / np.maximum(1.0, np.abs(a[k])) if k.startswith("validation/") else d))
+
+    key, value = max(((k, diff(k)) for k in a if a[k].dtype.kind == "f"), key=lambda kv: kv[1])
+    d = Difference(value)
+    d.key = key
+    return d
 
 
 def single_run(workdir, config, *extra, env=None):

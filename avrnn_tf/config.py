@@ -280,15 +280,18 @@ def parse_arg(arg, known):
     return parts
 
 
-VARIANTS = ("tiny", "fsdd", "jsb")
+VARIANTS = ("tiny", "fsdd", "jsb", "timit")
 DATASETS_FILE = "datasets.py"  # beside the config files: where the :fsdd and :jsb data live
 
 
 def apply_variants(config, variants, config_file):
-    """Applies the variants every model config understands: `tiny`, `fsdd` and `jsb`.
+    """Applies the variants every model config understands: `tiny`, and the dataset recipes
+    `fsdd`, `jsb` and `timit` (data plus the training protocol that reaches a converged number on
+    it; see `speech_recipe`, `apply_jsb`, `timit_recipe`).
 
     `config_file` is the calling config's `__file__`; the dataset paths of `fsdd` and `jsb` are
     read from the `datasets.py` beside it (they are local to a checkout, not the library's).
+    With `tiny`, a recipe only points at the data: tests keep the tiny sizes and budget.
     """
     if "tiny" in variants:
         config.model.update(h_dim=32, z_dim=8, mlp_units=32, phi_x_layers=1, num_mixtures=3)
@@ -297,12 +300,18 @@ def apply_variants(config, variants, config_file):
         config.train.update(steps=60, log_every=10, eval_every=30, checkpoint_every=30,
                             audio_every=30, num_audio_clips=1, audio_seconds=0.25,
                             num_final_samples=1)
-    if "fsdd" in variants and "jsb" in variants:
-        raise ConfigError("config variants 'fsdd' and 'jsb' pick two datasets; give one")
+    datasets = variants & {"fsdd", "jsb", "timit"}
+    if len(datasets) > 1:
+        raise ConfigError(f"config variants {sorted(datasets)} pick {len(datasets)} datasets; give one")
+    tiny = "tiny" in variants
     if "fsdd" in variants:
         config.data.path = _datasets(config_file)["FSDD"]
+        if not tiny:
+            speech_recipe(config)
     if "jsb" in variants:
-        apply_jsb(config, _datasets(config_file)["JSB"], tiny="tiny" in variants)
+        apply_jsb(config, _datasets(config_file)["JSB"], tiny=tiny)
+    if "timit" in variants:
+        timit_recipe(config, tiny)
     return config
 
 
@@ -310,15 +319,73 @@ def _datasets(config_file):
     return runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(config_file)), DATASETS_FILE))
 
 
-def apply_jsb(config, path, tiny=False):
-    """JSB Chorales piano-rolls (88 binary notes per frame, Bernoulli emission, no audio).
+def converge(config, eval_every, patience):
+    """Train until validation stops improving: the budget `train.steps` is a cap; validation every
+    `eval_every` steps keeps the best checkpoint (what avrnn-eval and avrnn-export use), halves the
+    learning rates after 3 rounds without a new best and stops after `patience` rounds."""
+    config.train.update(eval_every=eval_every, checkpoint_every=eval_every,
+                        early_stopping_patience=patience, lr_decay_on_plateau=0.5,
+                        lr_plateau_patience=3, min_learning_rate=1e-5)
 
-    Whole chorales are training sequences (at most 160 frames in the train split), as in FIVO;
-    `tiny` keeps the tiny variant's short chunks.
+
+def speech_recipe(config):
+    """The `:fsdd` recipe (BUILD_NOTES 7): whole utterances, early stopping on validation.
+
+    Whole utterances (data.train_frames = 0): the held-out likelihood is measured on whole
+    utterances, and chunked training measured no better there (BUILD_NOTES 7.2). Sizes that train
+    on a CPU in minutes (h 128, z 32, MLPs 128); A-VRNN's phases share one batch, since
+    whole-utterance batches differ in shape (adversarial.separate_batches).
+    """
+    config.model.update(h_dim=128, z_dim=32, mlp_units=128)
+    config.data.update(train_frames=0, batch_size=32)
+    config.train.update(steps=20000, audio_every=2000)
+    converge(config, eval_every=200, patience=10)
+    if config.train.algorithm == "avrnn":
+        config.adversarial.separate_batches = False
+
+
+def timit_recipe(config, tiny=False):
+    """The `:timit` recipe: FIVO's TIMIT protocol (tensorflow/models research/fivo, bin/run_train.sh
+    and fivo.py defaults): whole utterances of 200-sample frames at 16 kHz standardized with the
+    training mean/std, batch 4, Adam 1e-4, every layer 64 units (FIVO's latent_size, which also
+    sizes its LSTM and MLPs), FIVO-4 for the latent kinds (a smoothing SRNN uses its filtering
+    posterior, as FIVO's SRNN does; A-VRNN keeps its phases and Z-Forcing its ELBO with the
+    auxiliary cost and KL annealing, which a FIVO bound has no term for; RNNs are exact). FIVO trains
+    without a stopping rule; here validation every 1,000 steps stops the run after 20 rounds
+    without a new best. The data path is yours: --config.data.path=/path/to/TIMIT.
+    """
+    config.data.update(sample_rate=16000, frame_size=200, train_frames=0)
+    config.train.update(audio_every=0 if tiny else 10000)
+    if not tiny:
+        config.model.update(h_dim=64, z_dim=64, mlp_units=64)
+        config.data.batch_size = 4
+        config.train.update(steps=1_000_000, learning_rate=1e-4)
+        converge(config, eval_every=1000, patience=20)
+    t = config.train
+    if config.model.kind != "rnn" and t.algorithm != "avrnn" and not t.kl_anneal and \
+            t.aux_weight == 0 and t.free_bits == 0:
+        config.train.update(objective="fivo", num_particles=4)
+        if config.model.kind == "srnn":
+            config.model.srnn_posterior = "filtering"
+    if config.train.algorithm == "avrnn":
+        config.adversarial.separate_batches = False
+
+
+def apply_jsb(config, path, tiny=False):
+    """The `:jsb` recipe: JSB Chorales piano-rolls (88 binary notes per frame, Bernoulli emission,
+    no audio), or any Boulanger-Lewandowski file given as --config.data.path.
+
+    Whole chorales are training sequences (at most 160 frames in the train split), as in FIVO,
+    with FIVO's sizes (every layer 64 units) and batch 4; Adam 1e-3 (FIVO's 1e-4 is for days of
+    training) with early stopping on validation every 200 steps (BUILD_NOTES 7.1). `tiny` keeps
+    the tiny variant's short chunks and budget.
     """
     config.data.update(format="pianoroll", path=path, frame_size=88)
     if not tiny:
-        config.data.train_frames = 160
+        config.data.update(train_frames=160, batch_size=4)
+        config.model.update(h_dim=64, z_dim=64, mlp_units=64)
+        config.train.steps = 20000
+        converge(config, eval_every=200, patience=10)
     config.model.emission = "bernoulli"
     config.train.update(audio_every=0, num_audio_clips=0, num_final_samples=0)
     return config

@@ -20,7 +20,7 @@ def test_avrnn_cli_on_fsdd(tf, fsdd_dir, tmp_path):
                    "--progress=none")
     assert proc.returncode == 0, proc.stderr
     assert "done at step 4" in proc.stdout
-    from avrnn_tf.experiments.reproduce_paper import read_scalars
+    from avrnn_tf.experiments.scalars import read_scalars
 
     scalars = read_scalars(os.path.join(workdir, "tensorboard"))
     for tag in TAGS:

@@ -96,3 +96,45 @@ def test_a_field_the_algorithm_ignores_is_refused(cfg):
     c.train.kl_weight = 1.0
     c.adversarial.kl_weight = 0.5  # the hybrid A-VRNN's knob
     cfg.validate(c)
+
+
+def test_recipes_follow_their_protocols():
+    """`:timit` is FIVO's TIMIT protocol (batch 4, K = 4 FIVO, Adam 1e-4, 64 units); every recipe
+    trains whole sequences with early stopping; `tiny` keeps the tiny budget."""
+    from avrnn_tf import config as config_lib
+
+    for name in ("vrnn_gauss.py", "storn.py", "srnn.py"):
+        c = config_lib.validate(load_config_module(name).get_config("timit"))
+        assert (c.data.batch_size, c.train.objective, c.train.num_particles) == (4, "fivo", 4)
+        assert c.train.learning_rate == 1e-4 and c.model.h_dim == c.model.z_dim == 64
+        assert c.data.train_frames == 0 and c.train.early_stopping_patience > 0
+    assert load_config_module("srnn.py").get_config("timit").model.srnn_posterior == "filtering"
+    # Kinds whose training objective is not a bound FIVO can replace keep theirs.
+    for name in ("rnn_gauss.py", "zforcing.py", "avrnn.py"):
+        assert config_lib.validate(load_config_module(name).get_config("timit")).train.objective == "elbo"
+    for variant in ("fsdd", "jsb"):
+        c = config_lib.validate(load_config_module("vrnn_gauss.py").get_config(variant))
+        assert c.train.early_stopping_patience > 0 and c.train.lr_decay_on_plateau > 0
+    assert config_lib.validate(load_config_module("vrnn_gauss.py").get_config("fsdd")).data.train_frames == 0
+    tiny = load_config_module("vrnn_gauss.py").get_config("tiny,timit")
+    assert tiny.train.steps == 60 and tiny.train.early_stopping_patience == 0
+    with pytest.raises(config_lib.ConfigError, match="datasets"):
+        load_config_module("vrnn_gauss.py").get_config("fsdd,timit")
+
+
+def test_timit_recipe_trains_on_a_timit_layout_tree(tmp_path):
+    import json
+
+    from conftest import run_cli
+    from data_helpers import make_timit
+
+    names = make_timit(str(tmp_path / "timit"), speakers_train=4, speakers_test=2, utterances=3)
+    r = run_cli("avrnn_tf.train", "--config=configs/vrnn_gauss.py:tiny,timit",
+                f"--config.data.path={tmp_path / 'timit'}", f"--workdir={tmp_path / 'run'}",
+                "--config.train.steps=4", "--config.train.eval_every=4",
+                "--config.train.checkpoint_every=4", "--config.train.audio_every=0")
+    assert r.returncode == 0, r.stderr
+    stats = json.loads((tmp_path / "run" / "data_stats.json").read_text())
+    assert (stats["sample_rate"], stats["frame_size"]) == (16000, 200)
+    assert stats["split_sizes"]["test"] == len(names["test"])  # TIMIT's own TEST folder.
+    assert "valid fivo_per_frame" in r.stderr + r.stdout

@@ -1,22 +1,26 @@
-"""avrnn-compare: trains every model of a list with one budget on FSDD and JSB, evaluates on the
-test split, and writes one markdown table (ELBO and IWAE-K in nats per frame, training time).
+"""avrnn-compare: trains every model of a list on FSDD and/or JSB with one protocol and several
+seeds, evaluates each run's best checkpoint on the test split, and writes one markdown table
+(mean +- std over seeds of every bound, in nats per frame) with validation curves.
 
   avrnn-compare --outdir=runs/compare --configs=configs/vrnn_gauss.py:tiny --datasets=jsb --steps=60
-  python -m avrnn_tf.experiments.compare --outdir=runs/compare \\
-      --configs=configs/rnn_gauss.py,configs/rnn_gmm.py,configs/vrnn_i.py,configs/storn.py,\\
-configs/vrnn_gauss.py,configs/vrnn_gmm.py,configs/zforcing.py,configs/srnn.py,configs/avrnn.py \\
-      --datasets=fsdd,jsb --steps=2000 --num_samples=100
+  avrnn-compare --outdir=runs/jsb --datasets=jsb --steps=0 --seeds=0,1,2 --bounds=elbo,iwae,fivo \\
+      --configs=configs/rnn_gauss.py,configs/vrnn_gauss.py,configs/vrnn_gauss.py+train.objective=fivo+train.num_particles=4
 
-Every config is loaded with the dataset's variant (`:fsdd` or `:jsb`, plus any variant written
-after the path, e.g. configs/vrnn_gauss.py:tiny), then the budget flags override steps, batch size,
-and (when non-zero) the model sizes, identically for every model. On piano-rolls the emission is
-Bernoulli for every config, so configs that differ only in their (speech) emission are trained
-once; the table says which. Each run lives in <outdir>/<dataset>/<config name>: rerunning the
-command resumes finished runs from their checkpoints (training is skipped when the step count is
-reached; the time column then reports the original training time from <run>/compare.json).
+A config is "path[:variants][+field=value...]": it is loaded with the dataset's variant added
+(`:fsdd` or `:jsb`, the recipes of avrnn_tf/config.py), then each `+field=value` sets one config
+field (typed and checked like --config.field=value), then the budget flags override steps, batch
+size and (when non-zero) the model sizes, identically for every model. On piano-rolls the emission
+is Bernoulli for every config, so configs that differ only in their (speech) emission are trained
+once; the table says which.
+
+Each run lives in <outdir>/<dataset>/<config name>/seed<N>. Rerunning the command resumes: a run
+whose step count is reached is not trained again, and an evaluation already made with the same
+bounds, K and checkpoint is read back (<run>/compare.json). So one table can be filled by several
+processes at once (e.g. one per seed, with --seeds=N) and then assembled by the full command.
 
 Numbers are nats per frame (natural log) on whole test sequences: FSDD frames are 200 samples
-standardized with the training mean/std; JSB frames are 88 binary notes.
+standardized with the training mean/std; JSB frames are 88 binary notes. For JSB the table also
+has the independent-notes baseline (each note on with its training frequency, exact).
 """
 
 import json
@@ -34,16 +38,20 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list("configs", ["configs/rnn_gauss.py", "configs/rnn_gmm.py", "configs/vrnn_i.py",
                               "configs/storn.py", "configs/vrnn_gauss.py", "configs/vrnn_gmm.py",
                               "configs/zforcing.py", "configs/srnn.py"],
-                  "Config files (path[:variants]); add configs/avrnn.py when it exists.")
+                  "Configs, each path[:variants][+field=value...].")
 flags.DEFINE_list("datasets", ["fsdd", "jsb"], "Datasets: fsdd and/or jsb.")
 flags.DEFINE_string("outdir", None, "Directory of the runs and of comparison.md.")
-flags.DEFINE_integer("steps", 2000, "Training steps for every model.")
+flags.DEFINE_integer("steps", 2000, "Training steps for every model (0 = each config's own "
+                     "budget, e.g. a recipe with early stopping).")
+flags.DEFINE_list("seeds", ["0"], "train.seed of each run of every config; the table shows the "
+                  "mean and standard deviation over them.")
+flags.DEFINE_list("bounds", ["elbo", "iwae"], "Bounds evaluated on the test split: elbo, iwae, fivo.")
 flags.DEFINE_integer("batch_size", 0, "Training batch size for every model (0 = config's).")
 flags.DEFINE_integer("h_dim", 0, "LSTM state for every model (0 = config's).")
 flags.DEFINE_integer("z_dim", 0, "Latent size for every model (0 = config's).")
 flags.DEFINE_integer("mlp_units", 0, "MLP width for every model (0 = config's).")
 flags.DEFINE_integer("fsdd_max_files", 0, "Read only the first N FSDD files (0 = all 3,000).")
-flags.DEFINE_integer("num_samples", 100, "K of the IWAE-K column.")
+flags.DEFINE_integer("num_samples", 100, "K of the IWAE-K and FIVO-K columns.")
 flags.DEFINE_integer("max_test_sequences", 0, "Evaluate the first N test sequences (0 = all).")
 flags.DEFINE_string("fsdd_path", "", "FSDD directory ('' = the configs' :fsdd variant, "
                     "configs/datasets.py).")
@@ -51,21 +59,58 @@ flags.DEFINE_string("jsb_path", "", "JSB Chorales file ('' = the configs' :jsb v
                     "configs/datasets.py).")
 flags.mark_flag_as_required("outdir")
 
+CURVE_TAG = "valid/elbo_per_frame"  # Every model kind and objective logs it at each validation.
+
+
+def fail(message):
+    cli.fail("avrnn-compare", message)
+
+
+def parse_value(name, text):
+    """`text` as the type of config field `name` (bool, int, float or str)."""
+    kind = type(config_lib.BY_NAME[name].default)
+    if kind is bool:
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(f"expected true or false, got {text!r}")
+        return text.lower() in ("true", "1")
+    return kind(text)
+
 
 def load_config(spec, dataset):
-    """Config of `spec` ("path" or "path:variants") with the dataset's variant added."""
-    path, _, variants = spec.partition(":")
+    """Config of `spec` ("path[:variants][+field=value...]") with the dataset's variant added."""
+    base, *overrides = spec.split("+")
+    path, _, variants = base.partition(":")
     try:
-        return config_lib.load_file(f"{path}:{','.join(filter(None, [variants, dataset]))}")
+        config = config_lib.load_file(f"{path}:{','.join(filter(None, [variants, dataset]))}")
     except config_lib.ConfigError as e:
-        cli.fail("avrnn-compare", str(e))
+        fail(str(e))
+    for item in overrides:
+        name, eq, text = item.partition("=")
+        if not eq or name not in config_lib.BY_NAME:
+            fail(f"--configs={spec}: '+{item}' is not field=value with a config field "
+                 f"(e.g. +train.objective=fivo){config_lib.suggest(name) if eq else ''}")
+        group, field = name.split(".")
+        try:
+            config[group][field] = parse_value(name, text)
+        except ValueError as e:
+            fail(f"--configs={spec}: {name}={text}: {e}")
+    return config
+
+
+def config_name(spec):
+    """Table/directory name of a spec: the file's name, then its variants and overrides."""
+    base, *overrides = spec.split("+")
+    path, _, variants = base.partition(":")
+    name = os.path.basename(path)[:-3] + (":" + variants if variants else "")
+    return "+".join([name] + [o.split(".", 1)[-1] for o in overrides])
 
 
 def apply_budget(config, dataset):
     t = config.train
-    t.steps = FLAGS.steps
-    t.eval_every = max(1, min(t.eval_every, FLAGS.steps))
-    t.checkpoint_every = max(1, min(t.checkpoint_every, FLAGS.steps))
+    if FLAGS.steps:
+        t.steps = FLAGS.steps
+        t.eval_every = max(1, min(t.eval_every, FLAGS.steps))
+        t.checkpoint_every = max(1, min(t.checkpoint_every, FLAGS.steps))
     t.audio_every, t.num_final_samples = 0, 0
     if FLAGS.batch_size:
         config.data.batch_size = FLAGS.batch_size
@@ -77,6 +122,10 @@ def apply_budget(config, dataset):
         config.data.max_files = FLAGS.fsdd_max_files
     else:
         config.data.path = FLAGS.jsb_path or config.data.path
+    try:
+        config_lib.validate(config)
+    except config_lib.ConfigError as e:
+        fail(str(e))
     return config
 
 
@@ -85,7 +134,13 @@ def model_signature(config):
     return json.dumps(config.to_dict(), sort_keys=True)
 
 
+def eval_key():
+    return (f"test:{','.join(FLAGS.bounds)}:k{FLAGS.num_samples}:"
+            f"max{FLAGS.max_test_sequences}")
+
+
 def run_one(config, workdir):
+    """Trains (unless done) and evaluates one run; returns its record (compare.json)."""
     from avrnn_tf import evaluate
     from avrnn_tf import loop
 
@@ -98,30 +153,116 @@ def run_one(config, workdir):
         start = time.time()
         loop.train_and_evaluate(config, workdir, verbose=0)
         record = {"steps": config.train.steps, "train_seconds": round(time.time() - start, 1)}
-        with open(record_path, "w") as f:
-            json.dump(record, f)
-    result = evaluate.evaluate_workdir(workdir, ("elbo", "iwae"), FLAGS.num_samples, "test",
-                                       max_sequences=FLAGS.max_test_sequences)
-    return record, result
+    key = eval_key()
+    if key not in record.get("eval", {}):
+        result = evaluate.evaluate_workdir(workdir, tuple(FLAGS.bounds), FLAGS.num_samples, "test",
+                                           max_sequences=FLAGS.max_test_sequences)
+        record.setdefault("eval", {})[key] = result
+    record["curve"] = validation_curve(workdir)
+    with open(record_path, "w") as f:
+        json.dump(record, f, indent=1)
+    return record
+
+
+def validation_curve(workdir):
+    """[(step, valid ELBO per frame)] of a run, from its TensorBoard files; the last step trained
+    (where early stopping ended the run, or the budget) is the last entry."""
+    from avrnn_tf.experiments.scalars import read_scalars
+
+    steps, values = read_scalars(os.path.join(workdir, "tensorboard")).get(CURVE_TAG, ([], []))
+    return [[int(s), float(v)] for s, v in zip(steps, values)]
+
+
+def fall_after_best(curve):
+    """How far the last validation ELBO is below the best one, as a share of |best| (0 = the last
+    round is the best)."""
+    values = [v for _, v in curve]
+    best = max(values)
+    return (best - values[-1]) / abs(best)
+
+
+def mean_std(values):
+    import numpy as np
+
+    values = np.asarray(values, dtype=np.float64)
+    std = values.std(ddof=1) if len(values) > 1 else 0.0
+    return f"{values.mean():.3f} ± {std:.3f}"
+
+
+def independent_notes(path):
+    """Test log-likelihood per frame of the independent-notes model (each note on with its
+    training-frame frequency): the floor every piano-roll model starts from."""
+    import numpy as np
+
+    from avrnn_tf.data import pianoroll
+
+    rolls = pianoroll.load_rolls(path)
+    p = np.clip(np.concatenate(rolls["train"]).astype(np.float64).mean(axis=0), 1e-4, 1 - 1e-4)
+    test = np.concatenate(rolls["test"]).astype(np.float64)
+    loglik = test @ np.log(p) + (1 - test) @ np.log1p(-p)
+    return float(loglik.sum() / len(test)), len(rolls["test"]), len(test)
 
 
 def table(rows):
     k = FLAGS.num_samples
-    lines = [f"| dataset | model (config) | kind / emission | params | steps | train time (s) | "
-             f"test ELBO / frame | test IWAE-{k} / frame | test sequences / frames |",
-             "|---|---|---|---:|---:|---:|---:|---:|---|"]
+    names = {"elbo": "ELBO", "iwae": f"IWAE-{k}", "fivo": f"FIVO-{k}"}
+    lines = [f"| dataset | model (config) | kind / emission | params | seeds | best step / steps | "
+             f"train time (s) | " + " | ".join(f"test {names[b]} / frame" for b in FLAGS.bounds) +
+             " | valid ELBO fall after best (max) | test sequences / frames |",
+             "|---|---|---|---:|---:|---:|---:|" + "---:|" * len(FLAGS.bounds) + "---:|---|"]
     for r in rows:
         if "same_as" in r:
             lines.append(f"| {r['dataset']} | {r['name']} | (trained once as {r['same_as']}: same "
-                         "model on piano-rolls) | | | | | | |")
+                         "model on piano-rolls) |" + " |" * (6 + len(FLAGS.bounds)))
             continue
-        res, b = r["result"], r["result"]["bounds"]
+        if "baseline" in r:
+            value, seqs, frames = r["baseline"]
+            lines.append(f"| {r['dataset']} | {r['name']} | exact | 88 | | | | " +
+                         " | ".join(f"{value:.3f}" for _ in FLAGS.bounds) +
+                         f" | | {seqs} / {frames} |")
+            continue
+        runs = r["runs"]
+        evals = [run["eval"][eval_key()] for run in runs]
+        first = evals[0]
+        cells = [mean_std([e["bounds"][b]["per_frame"] for e in evals]) for b in FLAGS.bounds]
+        best_steps = sum(e["step"] for e in evals) / len(evals)
+        steps = sum((run["curve"][-1][0] if run["curve"] else run["steps"]) for run in runs) / len(runs)
+        seconds = sum(run["train_seconds"] for run in runs) / len(runs)
+        fall = max(fall_after_best(run["curve"]) for run in runs) if all(
+            run["curve"] for run in runs) else float("nan")
         lines.append(
-            f"| {r['dataset']} | {r['name']} | {res['model']['kind']} / {res['model']['emission']} | "
-            f"{res['num_parameters']:,} | {res['step']} | {r['record']['train_seconds']:.0f} | "
-            f"{b['elbo']['per_frame']:.3f} | {b['iwae']['per_frame']:.3f} | "
-            f"{res['num_sequences']} / {res['num_frames']} |")
+            f"| {r['dataset']} | {r['name']} | {first['model']['kind']} / {first['model']['emission']} | "
+            f"{first['num_parameters']:,} | {len(runs)} | {best_steps:,.0f} / {steps:,.0f} | "
+            f"{seconds:.0f} | " + " | ".join(cells) + f" | {100 * fall:.1f}% | "
+            f"{first['num_sequences']} / {first['num_frames']} |")
     return "\n".join(lines)
+
+
+def plot_curves(rows, dataset, path):
+    """Validation ELBO per frame against step, one line per run (colour per config)."""
+    from avrnn_tf import figures
+
+    fig, ax = figures.new_figure(f"{dataset}: validation ELBO per frame (each seed; the dot is the "
+                                 "checkpoint evaluated)", width=9, height=5)
+    colours = [f"C{i}" for i in range(10)]
+    for i, r in enumerate(x for x in rows if x["dataset"] == dataset and "runs" in x):
+        for j, run in enumerate(r["runs"]):
+            if not run["curve"]:
+                continue
+            steps, values = zip(*run["curve"])
+            ax.plot(steps, values, color=colours[i % 10], lw=1, label=r["name"] if j == 0 else None)
+            best = run["eval"][eval_key()]["step"]
+            if best in steps:
+                ax.plot([best], [values[steps.index(best)]], "o", color=colours[i % 10], ms=3)
+    all_values = sorted(v for r in rows if r["dataset"] == dataset and "runs" in r
+                        for run in r["runs"] for _, v in run["curve"])
+    if all_values:  # Early rounds can be orders of magnitude lower; show the useful range.
+        low = all_values[len(all_values) // 10]
+        ax.set_ylim(low - 0.1 * abs(all_values[-1] - low), all_values[-1] + 0.05 * abs(all_values[-1] - low))
+    ax.set_xlabel("training step")
+    ax.set_ylabel("valid ELBO / frame (nats)")
+    ax.legend(fontsize=7)
+    figures.save(fig, path)
 
 
 def main(argv):
@@ -130,30 +271,45 @@ def main(argv):
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)
+    unknown = [b for b in FLAGS.bounds if b not in ("elbo", "iwae", "fivo")]
+    if unknown or not FLAGS.bounds:
+        fail(f"--bounds={','.join(FLAGS.bounds)}: expected a comma-separated subset of elbo, iwae, fivo")
+    try:
+        seeds = [int(s) for s in FLAGS.seeds]
+    except ValueError:
+        fail(f"--seeds={','.join(FLAGS.seeds)}: expected comma-separated integers")
     os.makedirs(FLAGS.outdir, exist_ok=True)
     rows = []
     for dataset in FLAGS.datasets:
         if dataset not in ("fsdd", "jsb"):
-            cli.fail("avrnn-compare", f"unknown dataset {dataset!r} (expected fsdd or jsb)")
+            fail(f"unknown dataset {dataset!r} (expected fsdd or jsb)")
         seen = {}
         for spec in FLAGS.configs:
-            name = os.path.basename(spec.partition(":")[0])[:-3] + (
-                ":" + spec.partition(":")[2] if spec.partition(":")[2] else "")
+            name = config_name(spec)
             config = apply_budget(load_config(spec, dataset), dataset)
             signature = model_signature(config)
             if signature in seen:
                 rows.append({"dataset": dataset, "name": name, "same_as": seen[signature]})
                 continue
             seen[signature] = name
-            workdir = os.path.join(FLAGS.outdir, dataset, name.replace(":", "_"))
-            print(f"compare: {dataset} / {name} -> {workdir}", flush=True)
-            record, result = run_one(config, workdir)
-            rows.append({"dataset": dataset, "name": name, "record": record, "result": result})
+            runs = []
+            for seed in seeds:
+                config.train.seed = seed
+                workdir = os.path.join(FLAGS.outdir, dataset, name.replace(":", "_"), f"seed{seed}")
+                print(f"compare: {dataset} / {name} / seed {seed} -> {workdir}", flush=True)
+                runs.append(run_one(config, workdir))
+            rows.append({"dataset": dataset, "name": name, "runs": runs})
             print(table(rows[-1:]).splitlines()[-1], flush=True)
+        if dataset == "jsb":
+            rows.append({"dataset": dataset, "name": "independent notes (training frequencies)",
+                         "baseline": independent_notes(config.data.path)})
+        plot_curves(rows, dataset, os.path.join(FLAGS.outdir, f"{dataset}_valid_curves.png"))
     text = table(rows)
-    command = "python -m avrnn_tf.experiments.compare " + " ".join(sys.argv[1:])
+    command = "avrnn-compare " + " ".join(sys.argv[1:])
     with open(os.path.join(FLAGS.outdir, "comparison.md"), "w") as f:
-        f.write(f"Command: `{command}`\n\n{text}\n")
+        f.write(f"Command: `{command}`\n\nSeeds {', '.join(map(str, seeds))}; mean ± sample std over "
+                f"seeds; the best checkpoint (by each run's own validation objective) is evaluated. "
+                f"Curves: {', '.join(d + '_valid_curves.png' for d in FLAGS.datasets)}.\n\n{text}\n")
     print(text)
 
 

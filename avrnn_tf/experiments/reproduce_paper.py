@@ -19,7 +19,6 @@ Writes into --out:
 The training runs (checkpoints, TensorBoard) stay in --workdir; a rerun resumes them.
 """
 
-import glob
 import json
 import os
 import sys
@@ -30,6 +29,7 @@ from absl import flags
 
 from avrnn_tf import cli
 from avrnn_tf import config as config_lib
+from avrnn_tf.experiments.scalars import read_scalars
 from avrnn_tf.tf_setup import import_tensorflow
 
 tf = import_tensorflow()
@@ -97,25 +97,6 @@ def experiment_config(name):
         c.adversarial.update(critic=name[len("avrnn_"):], critic_lstm_units=FLAGS.critic_lstm_units,
                              critic_dense_units=FLAGS.critic_dense_units)
     return c
-
-
-def read_scalars(logdir):
-    """{tag: (steps [n], values [n])} from the TensorBoard event files under logdir (sorted by step)."""
-    import numpy as np
-
-    series = {}
-    for path in sorted(glob.glob(os.path.join(logdir, "**", "events.out.tfevents.*"), recursive=True)):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                if value.HasField("tensor") and not value.tensor.tensor_shape.dim and \
-                        value.tensor.dtype != tf.string.as_datatype_enum:  # Not text/hparams.
-                    v = float(tf.make_ndarray(value.tensor))
-                elif value.HasField("simple_value"):
-                    v = float(value.simple_value)
-                else:
-                    continue
-                series.setdefault(value.tag, {})[int(event.step)] = v  # A resumed run overwrites.
-    return {tag: (np.array(sorted(d)), np.array([d[s] for s in sorted(d)])) for tag, d in series.items()}
 
 
 def held_out_metrics(workdir):

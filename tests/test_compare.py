@@ -74,3 +74,11 @@ def test_two_seeds_give_mean_and_std_of_their_runs_and_a_rerun_trains_nothing(tm
     assert r.returncode == 0, r.stderr
     assert [os.path.getmtime(run / "checkpoints") for run in runs] == stamps  # Nothing retrained.
     assert (tmp_path / "comparison.md").read_text() == text
+    # --report_only tabulates what exists and trains nothing: seed 5 stays missing.
+    r = run_cli("avrnn_tf.experiments.compare", *args[:4], "--seeds=3,4,5", *args[5:],
+                "--report_only")
+    assert r.returncode == 0, r.stderr
+    assert not (tmp_path / "jsb" / "vrnn_gauss_tiny" / "seed5").exists()
+    row = next(line for line in (tmp_path / "comparison.md").read_text().splitlines()
+               if "vrnn_gauss:tiny" in line)
+    assert row.split("|")[5].strip() == "2" and re.findall(r"(-?\d+\.\d+) ± ", row)[0] == cells[0][0]

@@ -45,6 +45,8 @@ flags.DEFINE_integer("steps", 2000, "Training steps for every model (0 = each co
                      "budget, e.g. a recipe with early stopping).")
 flags.DEFINE_list("seeds", ["0"], "train.seed of each run of every config; the table shows the "
                   "mean and standard deviation over them.")
+flags.DEFINE_bool("report_only", False, "Train and evaluate nothing: tabulate the runs already "
+                  "finished and evaluated in --outdir (a row says how many seeds it has).")
 flags.DEFINE_list("bounds", ["elbo", "iwae"], "Bounds evaluated on the test split: elbo, iwae, fivo.")
 flags.DEFINE_integer("batch_size", 0, "Training batch size for every model (0 = config's).")
 flags.DEFINE_integer("h_dim", 0, "LSTM state for every model (0 = config's).")
@@ -164,6 +166,20 @@ def run_one(config, workdir):
     return record
 
 
+def finished_record(workdir, config):
+    """The run's record (with its validation curve) if it trained to `config.train.steps` and has
+    this table's evaluation, else None."""
+    path = os.path.join(workdir, "compare.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        record = json.load(f)
+    if record.get("steps") != config.train.steps or eval_key() not in record.get("eval", {}):
+        return None
+    record["curve"] = validation_curve(workdir)
+    return record
+
+
 def validation_curve(workdir):
     """[(step, valid ELBO per frame)] of a run, from its TensorBoard files; the last step trained
     (where early stopping ended the run, or the budget) is the last entry."""
@@ -214,6 +230,10 @@ def table(rows):
         if "same_as" in r:
             lines.append(f"| {r['dataset']} | {r['name']} | (trained once as {r['same_as']}: same "
                          "model on piano-rolls) |" + " |" * (6 + len(FLAGS.bounds)))
+            continue
+        if "missing" in r:
+            lines.append(f"| {r['dataset']} | {r['name']} | (no finished run yet) |" +
+                         " |" * (6 + len(FLAGS.bounds)))
             continue
         if "baseline" in r:
             value, seqs, frames = r["baseline"]
@@ -270,6 +290,8 @@ def main(argv):
     import_tensorflow()
     from absl import logging
 
+    from avrnn_tf import loop
+
     logging.set_verbosity(logging.WARNING)
     unknown = [b for b in FLAGS.bounds if b not in ("elbo", "iwae", "fivo")]
     if unknown or not FLAGS.bounds:
@@ -297,7 +319,20 @@ def main(argv):
                 config.train.seed = seed
                 workdir = os.path.join(FLAGS.outdir, dataset, name.replace(":", "_"), f"seed{seed}")
                 print(f"compare: {dataset} / {name} / seed {seed} -> {workdir}", flush=True)
-                runs.append(run_one(config, workdir))
+                if FLAGS.report_only:
+                    record = finished_record(workdir, config)
+                    if record:
+                        runs.append(record)
+                    continue
+                try:
+                    runs.append(run_one(config, workdir))
+                except loop.TrainingStopped as e:  # A signal, non-finite steps, a failed save.
+                    print(f"avrnn-compare: {workdir}: {e}; rerun the same command to resume",
+                          file=sys.stderr, flush=True)
+                    sys.exit(e.exit_code)
+            if not runs:
+                rows.append({"dataset": dataset, "name": name, "missing": True})
+                continue
             rows.append({"dataset": dataset, "name": name, "runs": runs})
             print(table(rows[-1:]).splitlines()[-1], flush=True)
         if dataset == "jsb":

@@ -201,8 +201,9 @@ def mean_std(values):
     import numpy as np
 
     values = np.asarray(values, dtype=np.float64)
-    std = values.std(ddof=1) if len(values) > 1 else 0.0
-    return f"{values.mean():.3f} ± {std:.3f}"
+    if len(values) == 1:  # No spread to report from one seed.
+        return f"{values[0]:.3f}"
+    return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
 
 
 def independent_notes(path):

@@ -151,7 +151,6 @@ class BoundEvaluator:
         return self._iwae[k]
 
     def _fivo_fn(self, x, mask, seed):
-        tf = self.tf
         noise_seed, resample_seed = self.rng.split(seed, 2)
         out = self.bounds.fivo(self.network, x, mask, self._noise(x, self.k, noise_seed), self.k,
                                resample_seed)

@@ -36,6 +36,7 @@ def test_eval_writes_finite_bounds_for_a_short_run(vrnn_run):
         data = json.load(f)
     assert data["step"] == 4 and data["checkpoint"].endswith("ckpt-4")
     assert data["num_sequences"] >= 1 and data["num_frames"] >= data["num_sequences"]
+    assert "note" not in result.stdout and "note" not in data["bounds"]["fivo"]  # Filtering q.
     for bound in ("elbo", "iwae", "fivo"):
         entry = data["bounds"][bound]
         assert np.isfinite(entry["per_frame"]) and np.isfinite(entry["per_sequence"])
@@ -72,6 +73,10 @@ def test_eval_zforcing_on_the_jsb_test_split(tmp_path):
     assert data["step"] == 2 and data["num_sequences"] == 6 and data["split"] == "test"
     assert data["model"] == {"kind": "zforcing", "emission": "bernoulli"}
     assert all(np.isfinite(e["per_frame"]) for e in data["bounds"].values())
+    # Z-Forcing's posterior reads the future: FIVO's value is not a filtering bound, and says so.
+    notes = [line for line in result.stdout.splitlines() if "note" in line]
+    assert notes == ["  note: fivo: " + data["bounds"]["fivo"]["note"]], result.stdout
+    assert "not FIVO's filtering bound" in notes[0] and "note" not in data["bounds"]["iwae"]
 
 
 def test_memory_budget_changes_nothing_for_an_exact_model(tf):

@@ -201,7 +201,8 @@ FIELDS = (
     Field("train.early_stopping_patience", 0, "stop after this many validation rounds without a "
           "better best checkpoint; 0 = never", at_least(0)),
     Field("train.lr_decay_on_plateau", 0.0, "multiply the learning rate by this factor after "
-          "train.lr_plateau_patience rounds without improvement; 0 = off", between(0, 1, False, True)),
+          "train.lr_plateau_patience rounds without improvement (A-VRNN: the critic's and "
+          "adversarial rates too); 0 = off", between(0, 1, False, True)),
     Field("train.lr_plateau_patience", 3, "validation rounds without improvement before a decay",
           at_least(1)),
     Field("train.min_learning_rate", 0.0, "plateau decay never goes below this rate", at_least(0)),

@@ -142,3 +142,35 @@ def test_eval_and_export_use_the_best_checkpoint_by_default(tf, uninterrupted):
     generator = export.build_generator(workdir)
     assert generator._meta["step"] == best["step"] and "best checkpoint" in generator.checkpoint_why
     assert export.build_generator(workdir, "latest")._meta["step"] == result["step"]
+
+
+def test_a_plateau_decays_every_optimizer_of_an_avrnn_run_by_the_same_factor(tf, tmp_path,
+                                                                             capsys):
+    """A-VRNN steps three optimizers (reconstruction, critic, adversarial): a plateau multiplies
+    each rate by the factor (none below train.min_learning_rate), and the checkpoint holds the
+    decayed rates (so a resumed run goes on with them). Validation values are given, worsening."""
+    from avrnn_tf import loop
+
+    c = load_config_file("avrnn.py", "tiny")
+    c.train.update(lr_decay_on_plateau=0.5, lr_plateau_patience=1, min_learning_rate=4e-5)
+    c.adversarial.update(critic_learning_rate=1e-4, adversarial_learning_rate=2e-4)
+    run = loop.Run(c, str(tmp_path / "w"))
+    try:
+        values = iter([-10.0, -11.0, -12.0])  # The first is a new best; then two plateau rounds.
+        run.validation_metrics = lambda: {run.criterion: next(values)}
+        rates = lambda: {name: float(o.learning_rate.numpy())
+                         for name, o in run.trainer.named_optimizers().items()}
+        assert rates() == pytest.approx(dict(reconstruction=1e-3, critic=1e-4, adversarial=2e-4))
+        for _ in range(3):
+            run.evaluate()
+        # Halved twice, the critic's second halving stopped at the floor.
+        want = dict(reconstruction=2.5e-4, critic=4e-5, adversarial=5e-5)
+        assert rates() == pytest.approx(want, rel=1e-6)
+        saved = checkpoint(tf, run.save())
+    finally:
+        run.lock.release()
+    held = sorted(float(v) for k, v in saved.items() if k.endswith("_learning_rate/.ATTRIBUTES/"
+                                                                   "VARIABLE_VALUE"))
+    assert held == pytest.approx(sorted(want.values()), rel=1e-6), saved.keys()
+    assert "learning rates reconstruction 0.0005 -> 0.00025, critic 5e-05 -> 4e-05, " \
+           "adversarial 0.0001 -> 5e-05" in capsys.readouterr().out

@@ -45,19 +45,22 @@ def test_eval_writes_finite_bounds_for_a_short_run(vrnn_run):
     assert os.listdir(os.path.join(vrnn_run, "tensorboard"))
 
 
-def test_eval_errors_are_one_clear_line(vrnn_run, tmp_path):
+def test_eval_errors_are_one_clear_line(tf, vrnn_run, tmp_path):
+    """The program turns an EvalError into one line and exit status 2 (checked on one); the other
+    errors are EvalErrors of one line naming what is wrong."""
+    from avrnn_tf import evaluate
+
     result = run_cli("avrnn_tf.evaluate", f"--workdir={vrnn_run}", "--split=test")
     assert result.returncode == 2
-    assert "has no test split" in result.stderr and "--split=valid" in result.stderr
-    assert "Traceback" not in result.stderr
-    result = run_cli("avrnn_tf.evaluate", f"--workdir={tmp_path}")
-    assert result.returncode == 2 and "config.json: missing" in result.stderr
-    result = run_cli("avrnn_tf.evaluate", f"--workdir={vrnn_run}", "--checkpoint=ckpt-999",
-                     "--split=valid")
-    assert result.returncode == 2 and "ckpt-999" in result.stderr
-    result = run_cli("avrnn_tf.evaluate", f"--workdir={vrnn_run}", "--bound=elbo,exact",
-                     "--split=valid")
-    assert result.returncode == 2 and "exact" in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("avrnn-eval: error: "), result.stderr
+    assert "has no test split" in lines[0] and "--split=valid" in lines[0]
+    for kwargs, text in [(dict(workdir=str(tmp_path)), "config.json: missing"),
+                         (dict(checkpoint="ckpt-999"), "ckpt-999"),
+                         (dict(bounds_to_run=("elbo", "exact")), "exact")]:
+        with pytest.raises(evaluate.EvalError, match=text) as e:
+            evaluate.evaluate_workdir(**dict(dict(workdir=vrnn_run, split="valid"), **kwargs))
+        assert len(str(e.value).splitlines()) == 1
 
 
 def test_eval_zforcing_on_the_jsb_test_split(tmp_path):

@@ -84,7 +84,7 @@ def test_sigterm_saves_and_exits_cleanly_then_resumes(tmp_path, tf):
     step = int(latest.rsplit("-", 1)[1])
     assert step > 0
     again = run_cli("avrnn_tf.train", f"--config={TINY}", f"--workdir={tmp_path}", "--progress=none",
-                    f"--config.train.steps={step + 3}")
+                    f"--config.train.steps={step + 3}", "--config.train.num_final_samples=0")
     assert again.returncode == 0, again.stderr
     assert f"at step {step}" in again.stdout
 

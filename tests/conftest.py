@@ -34,7 +34,7 @@ SHARED_FIXTURE_GROUPS = {
     "test_train_cli.py": "train_cli", "test_evaluate.py": "evaluate",
     "test_diagnostics.py": "diagnostics", "test_run_summary.py": "run_summary",
     "test_early_stopping.py": "early_stopping", "test_data_prepared.py": "data_prepared",
-    "test_restore.py": "restore",
+    "test_restore.py": "restore", "test_distributed.py": "distributed",
 }
 
 

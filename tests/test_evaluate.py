@@ -63,9 +63,16 @@ def test_eval_errors_are_one_clear_line(tf, vrnn_run, tmp_path):
         assert len(str(e.value).splitlines()) == 1
 
 
-def test_eval_zforcing_on_the_jsb_test_split(tmp_path):
-    run = train(str(tmp_path), "configs/zforcing_jsb.py:tiny", f"--config.data.path={JSB_MAT}",
-                "--config.data.max_files=6")
+def test_eval_zforcing_on_the_jsb_test_split(tf, tmp_path):
+    from avrnn_tf import loop
+    from conftest import load_config_file
+
+    run = str(tmp_path)  # Trained in this process, as `train` does with the program.
+    config = load_config_file("zforcing_jsb.py", "tiny")
+    config.train.update(steps=4, eval_every=2, checkpoint_every=2, audio_every=0,
+                        num_final_samples=0)
+    config.data.update(path=JSB_MAT, max_files=6)
+    loop.train_and_evaluate(config, run, verbose=0)
     result = run_cli("avrnn_tf.evaluate", f"--workdir={run}", "--bound=elbo,iwae,fivo",
                      "--num_samples=3", "--checkpoint=ckpt-2")
     assert result.returncode == 0, result.stderr

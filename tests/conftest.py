@@ -38,6 +38,7 @@ SHARED_FIXTURE_GROUPS = {
 }
 
 
+@pytest.hookimpl(optionalhook=True)  # An xdist hook: unknown (and unused) without pytest-xdist.
 def pytest_xdist_make_scheduler(config, log):
     """`-n N` (dist "load"): xdist's load balancing, except that the tests of one
     SHARED_FIXTURE_GROUPS group are one unit of work. (xdist's own `xdist_group` mark does nothing

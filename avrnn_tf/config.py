@@ -201,7 +201,8 @@ FIELDS = (
     Field("train.early_stopping_patience", 0, "stop after this many validation rounds without a "
           "better best checkpoint; 0 = never", at_least(0)),
     Field("train.lr_decay_on_plateau", 0.0, "multiply the learning rate by this factor after "
-          "train.lr_plateau_patience rounds without improvement; 0 = off", between(0, 1, False, True)),
+          "train.lr_plateau_patience rounds without improvement (A-VRNN: the critic's and "
+          "adversarial rates too); 0 = off", between(0, 1, False, True)),
     Field("train.lr_plateau_patience", 3, "validation rounds without improvement before a decay",
           at_least(1)),
     Field("train.min_learning_rate", 0.0, "plateau decay never goes below this rate", at_least(0)),
@@ -484,9 +485,29 @@ def validate(config):
     return config
 
 
+def posterior_reads_future(model):
+    """Whether config.model `model` infers z_t from frames after t (Z-Forcing's backward LSTM,
+    SRNN's smoothing posterior): the config-time twin of `protocol.posterior_reads_future`, which
+    tests/test_protocol.py checks it against for every kind."""
+    return model.kind == "zforcing" or (model.kind == "srnn" and model.srnn_posterior == "smoothing")
+
+
 def objective_problems(config):
-    """One line per train field the chosen train.objective / algorithm does not use."""
+    """One line per train field the chosen train.objective / algorithm does not use, and FIVO
+    refused for a posterior that reads the future: FIVO's bound is tight only for the filtering
+    posterior q(z_t | z_{<t}, x_{1:t}) (Maddison et al. 2017), so training a smoothing posterior
+    on it spends the backward RNN on what the objective drives out."""
     t = config.train
+    if t.objective == "fivo" and posterior_reads_future(config.model):
+        if config.model.kind == "srnn":
+            return ["config.train.objective = 'fivo' with config.model.srnn_posterior = "
+                    "'smoothing': FIVO's filtering bound needs a posterior that does not read "
+                    "frames after t; set model.srnn_posterior = 'filtering' (FIVO's SRNN) or "
+                    "train.objective = 'elbo' or 'iwae'"]
+        return [f"config.train.objective = 'fivo' with config.model.kind = "
+                f"{config.model.kind!r}: FIVO's filtering bound needs a posterior that does not "
+                "read frames after t, and this one reads a backward RNN over x_{t:T}; set "
+                "train.objective = 'elbo' or 'iwae'"]
     if t.objective == "elbo":
         return [] if t.num_particles == 1 else [
             f"config.train.num_particles = {t.num_particles}: used only by train.objective "

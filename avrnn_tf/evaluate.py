@@ -12,7 +12,9 @@ and evaluates whole held-out sequences with masks:
 
   elbo   sum_t [log p(x_t | z_t, h_{t-1}) - KL_t] with the analytic KL, one posterior sample;
   iwae   IWAE-K, K whole trajectories per sequence;
-  fivo   FIVO-K, a particle filter with multinomial resampling when ESS <= K/2.
+  fivo   FIVO-K, a particle filter with multinomial resampling when ESS <= K/2 (for a
+         posterior that reads frames after t, Z-Forcing's or SRNN's smoothing one, still a lower
+         bound but not a filtering bound: the output says so in a note).
 For RNN-Gauss/GMM (no latent) every bound is the exact log-likelihood.
 
 The K samples are batched ([K * B] rows, see bounds.py). Memory is bounded by --max_elements, a
@@ -44,6 +46,10 @@ from avrnn_tf import cli
 from avrnn_tf.tf_setup import import_tensorflow
 
 BOUNDS = ("elbo", "iwae", "fivo")
+# FIVO of a model whose posterior reads frames after t (protocol.posterior_reads_future).
+FIVO_LOOKAHEAD_NOTE = ("this posterior reads frames after t (a backward RNN), so the value is a "
+                       "lower bound on log p(x) but not FIVO's filtering bound: the filter "
+                       "resamples on proposals that saw the future")
 DEFAULT_MAX_ELEMENTS = 25_000_000  # 100 MB of float32 in the widest tensor of one model call.
 
 FLAGS = flags.FLAGS
@@ -151,7 +157,6 @@ class BoundEvaluator:
         return self._iwae[k]
 
     def _fivo_fn(self, x, mask, seed):
-        tf = self.tf
         noise_seed, resample_seed = self.rng.split(seed, 2)
         out = self.bounds.fivo(self.network, x, mask, self._noise(x, self.k, noise_seed), self.k,
                                resample_seed)
@@ -271,6 +276,8 @@ def evaluate_workdir(workdir, bounds_to_run=("elbo",), num_samples=100, split="t
             entry["mean_resamples_per_sequence"] = float(np.concatenate(extras["num_resamples"]).mean())
         if not np.all(np.isfinite(per_seq)):
             entry["non_finite_sequences"] = int(np.sum(~np.isfinite(per_seq)))
+        if bound == "fivo" and network.posterior_reads_future:
+            entry["note"] = FIVO_LOOKAHEAD_NOTE
         result["bounds"][bound] = entry
     if diagnostics:
         from avrnn_tf import diagnostics as diagnostics_lib
@@ -310,6 +317,8 @@ def format_result(result):
     for bound, e in result["bounds"].items():
         lines.append(f"  {bound:<8} {e['num_samples']:>5} {e['per_frame']:>12.4f} "
                      f"{e['per_sequence']:>15.2f}")
+    lines += [f"  note: {bound}: {e['note']}" for bound, e in result["bounds"].items()
+              if "note" in e]
     if "diagnostics" in result:
         from avrnn_tf import diagnostics
 

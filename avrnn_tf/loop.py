@@ -375,14 +375,26 @@ class Run:
         self.save_best(loss)
         _, factor = self.checkpoints.validation.record(loss, self.step, t)
         if factor:
-            optimizer = self.trainer.optimizer
+            self.decay_learning_rates(factor)
+        return result
+
+    def decay_learning_rates(self, factor):
+        """The plateau decay: every optimizer of the trainer (A-VRNN: the reconstruction, critic
+        and adversarial phases' alike, so their ratios stay as configured) gets its learning rate
+        multiplied by `factor`, none below train.min_learning_rate (a rate already below it stays);
+        one log line. The rates are checkpointed variables of the optimizers."""
+        changes = []
+        for name, optimizer in self.trainer.named_optimizers().items():
             old = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-            new = max(old * factor, t.min_learning_rate)
+            new = max(old * factor, self.config.train.min_learning_rate)
             if new < old:
                 optimizer.learning_rate = new
-                log(f"validation {self.criterion} has not improved for {t.lr_plateau_patience} "
-                    f"rounds: learning rate {old:.3g} -> {new:.3g}")
-        return result
+                changes.append((name, f"{old:.3g} -> {new:.3g}"))
+        if changes:
+            rates = (f"learning rate {changes[0][1]}" if len(changes) == 1 else
+                     "learning rates " + ", ".join(f"{name} {change}" for name, change in changes))
+            log(f"validation {self.criterion} has not improved for "
+                f"{self.config.train.lr_plateau_patience} rounds: {rates}")
 
     def generate(self, num, seconds, seed):
         """Waveforms [num, samples] in [-1, 1] sampled from the model (de-standardized)."""

@@ -130,6 +130,11 @@ class ELBOTrainer(keras.Model):
         self.nonfinite_streak = self.add_weight(shape=(), dtype="int64", initializer="zeros",
                                                 trainable=False, name="nonfinite_streak")
 
+    def named_optimizers(self):
+        """{phase: optimizer}: every optimizer a training step uses (the plateau decay of the
+        learning rate scales them all)."""
+        return {"training": self.optimizer}
+
     @property
     def metrics(self):
         return list(self._trackers.values())
@@ -308,6 +313,10 @@ class AVRNNTrainer(ELBOTrainer):
     def num_batches_per_step(self):
         """P: how many batches one step reads when `separate_batches` is on."""
         return self.n_critic + 2 if self.regularize else 1
+
+    def named_optimizers(self):
+        return {"reconstruction": self.optimizer, "critic": self.critic_optimizer,
+                "adversarial": self.adversarial_optimizer}
 
     def set_phase_optimizers(self, critic_optimizer, adversarial_optimizer):
         """Attaches (and builds) the critic's and the adversarial phase's optimizers."""

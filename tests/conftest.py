@@ -1,6 +1,11 @@
-"""Shared test fixtures: project paths, the shared data, and running the CLIs as users do."""
+"""Shared test fixtures: project paths, the shared data, running the CLIs as users do, and the
+exported test models (one tiny trained workdir and SavedModel per model kind and emission) with
+the outputs of the process that uses them without avrnn_tf."""
 
+import contextlib
+import fcntl
 import os
+import site
 import subprocess
 import sys
 
@@ -9,6 +14,7 @@ import pytest
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.normpath(os.path.join(PROJECT_ROOT, "..", "shared", "data"))
 FSDD = os.path.join(SHARED_DATA, "fsdd")
+SITE_DIRS = os.pathsep.join(site.getsitepackages())
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -18,6 +24,34 @@ def run_cli(module, *args, timeout=600, env=None):
     full_env = dict(os.environ, **(env or {}))
     return subprocess.run([sys.executable, "-m", module, *args], cwd=PROJECT_ROOT,
                           capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+# Test files whose tests share an expensive module or session fixture (a trained workdir, the
+# exports): under pytest-xdist each group runs on one worker, so the fixture is built once instead
+# of on every worker that gets one of its tests (and again after the worker ran other modules).
+SHARED_FIXTURE_GROUPS = {
+    "test_export.py": "exports", "test_export_matrix.py": "exports",
+    "test_train_cli.py": "train_cli", "test_evaluate.py": "evaluate",
+    "test_diagnostics.py": "diagnostics", "test_run_summary.py": "run_summary",
+    "test_early_stopping.py": "early_stopping", "test_data_prepared.py": "data_prepared",
+    "test_restore.py": "restore", "test_distributed.py": "distributed",
+}
+
+
+@pytest.hookimpl(optionalhook=True)  # An xdist hook: unknown (and unused) without pytest-xdist.
+def pytest_xdist_make_scheduler(config, log):
+    """`-n N` (dist "load"): xdist's load balancing, except that the tests of one
+    SHARED_FIXTURE_GROUPS group are one unit of work. (xdist's own `xdist_group` mark does nothing
+    with pytest 9: it renames the items through an attribute pytest 9 no longer reads.)"""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            return SHARED_FIXTURE_GROUPS.get(nodeid.split("::", 1)[0].rsplit("/", 1)[-1], nodeid)
+
+    return SharedFixtureScheduling(config, log)
 
 
 @pytest.fixture(scope="session")
@@ -76,3 +110,114 @@ def _op_determinism_stays_in_its_test():
 
         if getattr(tf_config, "is_op_determinism_enabled", lambda: False)():
             tf_config.disable_op_determinism()
+
+
+# ------------------------------------------------------------------ exported test models
+EXPORT_STEPS = 2  # Training steps of every exported model: its checkpoints are ckpt-2 (and best).
+SEED_SALT = 7  # export.SEED_SALT: the exported functions' seed k is the pair [k, 7].
+EMISSIONS = ("normal", "gmm", "bernoulli")  # Bernoulli models train on JSB piano-rolls.
+KIND_CONFIGS = {"rnn": "rnn_gauss.py", "vrnn": "vrnn_gauss.py", "vrnn_i": "vrnn_i.py",
+                "storn": "storn.py", "zforcing": "zforcing.py", "srnn": "srnn.py"}
+# name -> (config file, emission): every kind with every emission, and an A-VRNN-trained vrnn.
+EXPORTS = {f"{kind}_{emission}": (path, emission) for kind, path in KIND_CONFIGS.items()
+           for emission in EMISSIONS}
+EXPORTS["avrnn_vrnn"] = ("avrnn.py", "normal")
+# Checked in full by tests/standalone_consumer.py (every signature, argument errors, the
+# session-based loader); every export gets tests/matrix_consumer.py's checks.
+FULL_CHECKS = ("vrnn_normal", "rnn_gmm", "storn_normal")
+
+
+@contextlib.contextmanager
+def shared_dir(tmp_path_factory, name):
+    """A directory shared by all pytest-xdist workers of the session, used under a file lock."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    path = root / name
+    path.mkdir(exist_ok=True)
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield path
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def export_config(name):
+    """The config of exported test model `name` (EXPORTS): its file's tiny variant, shrunk."""
+    path, emission = EXPORTS[name]
+    config = load_config_file(path, "tiny,jsb" if emission == "bernoulli" else "tiny")
+    config.model.update(emission=emission, h_dim=8, z_dim=3, mlp_units=8, num_mixtures=2)
+    config.train.update(steps=EXPORT_STEPS, eval_every=EXPORT_STEPS,
+                        checkpoint_every=EXPORT_STEPS, audio_every=0, num_audio_clips=0,
+                        num_final_samples=0)
+    config.data.update(synthetic_utterances=8, max_valid_utterances=4)
+    if emission == "bernoulli":
+        config.data.path = os.path.join(SHARED_DATA, "jsb", "JSB_Chorales.mat")
+    return config
+
+
+@pytest.fixture(scope="session")
+def exports(tf, tmp_path_factory):
+    """{name: (workdir, saved_model_dir)} of every EXPORTS model, trained for EXPORT_STEPS steps
+    and exported in this process (once per session, whichever worker comes first)."""
+    from avrnn_tf import export
+    from avrnn_tf import loop
+
+    out = {}
+    with shared_dir(tmp_path_factory, "exports") as root:
+        for name in EXPORTS:
+            workdir, saved = root / f"{name}_work", root / f"{name}_saved"
+            if not (saved / "saved_model.pb").exists():
+                loop.train_and_evaluate(export_config(name), str(workdir), verbose=0)
+                # The trained weights (the best checkpoint of two steps may be step 0's).
+                export.export(str(workdir), str(saved), checkpoint="latest")
+            out[name] = (str(workdir), str(saved))
+    return out
+
+
+def standalone(args, cwd, timeout=600):
+    """Runs python -S (no site: avrnn_tf's editable install invisible) with site-packages added."""
+    return subprocess.run([sys.executable, "-S", "-E", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+
+
+@pytest.fixture(scope="session")
+def consumed(exports, tmp_path_factory):
+    """The output directory of tests/matrix_consumer.py, run once over every export in a process
+    that cannot import avrnn_tf: <name>.npz per model, <name>.full.npz for FULL_CHECKS."""
+    with shared_dir(tmp_path_factory, "export_consumer") as out:
+        if not (out / "ok").exists():
+            script = os.path.join(PROJECT_ROOT, "tests", "matrix_consumer.py")
+            result = standalone([script, SITE_DIRS, str(out), ",".join(FULL_CHECKS)]
+                                + [f"{name}={saved}" for name, (_, saved) in exports.items()],
+                                cwd=str(out), timeout=1200)
+            assert result.returncode == 0 and "matrix ok" in result.stdout, (
+                f"the consumer failed:\n{result.stdout}\n{result.stderr}")
+            (out / "ok").write_text("ok")
+    return out
+
+
+def training_side(workdir):
+    """The trainer of an exported model's workdir as the training loop builds and restores it
+    (the full checkpoint: network, trainer, optimizer(s)); returns (trainer, data statistics)."""
+    import json
+
+    import tensorflow as tf
+
+    from avrnn_tf import config as config_lib
+    from avrnn_tf import loop
+    from avrnn_tf import registry
+    from avrnn_tf import restore
+
+    config = restore.read_config(workdir)
+    with open(os.path.join(workdir, "data_stats.json")) as f:
+        stats = json.load(f)
+    network = registry.create_network(config_lib.model_spec(config, stats["frame_size"]))
+    trainer = loop.build_trainer(config, network)
+    checkpoint = tf.train.Checkpoint(network=network, model=trainer, optimizer=trainer.optimizer)
+    checkpoint.restore(tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))) \
+        .assert_existing_objects_matched()
+    assert int(trainer.optimizer.iterations.numpy()) == EXPORT_STEPS
+    return trainer, stats

@@ -1,8 +1,11 @@
 """Run by tests/test_distributed.py in a fresh process (logical devices must be set before TF starts).
 
-Trains the same model from the same initial weights on the same batches twice — on the default
-strategy and with MirroredStrategy over two logical CPU devices — and prints the largest weight
-difference as JSON.
+  python tests/distributed_check.py KIND:CLIP [KIND:CLIP ...]    e.g. vrnn:0.5 vrnn:fivo:0.5
+
+For each case, trains the same model from the same initial weights on the same batches twice — on
+the default strategy and with MirroredStrategy over two logical CPU devices — and prints one JSON
+line with the case and the largest weight difference (all cases in one process: one TensorFlow
+start-up).
 """
 
 import json
@@ -67,12 +70,17 @@ def train(strategy, kind, clip_norm):
     return initial, [v.numpy() for v in net.trainable_variables], int(trainer.optimizer.iterations.numpy())
 
 
-kind, clip = sys.argv[1], float(sys.argv[2])
-init_a, a, steps_a = train(tf.distribute.get_strategy(), kind, clip)
-init_b, b, steps_b = train(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), kind, clip)
-print(json.dumps({
-    "initial_diff": max(float(np.max(np.abs(p - q))) for p, q in zip(init_a, init_b)),
-    "final_diff": max(float(np.max(np.abs(p - q))) for p, q in zip(a, b)),
-    "moved": max(float(np.max(np.abs(p - q))) for p, q in zip(init_a, a)),
-    "steps": [steps_a, steps_b],
-}))
+# One strategy for every case: a second MirroredStrategy in the process reuses the collective
+# instance keys of the first and its all-reduces fail with a shape mismatch.
+mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+for case in sys.argv[1:]:
+    kind, clip = case.rsplit(":", 1)
+    init_a, a, steps_a = train(tf.distribute.get_strategy(), kind, float(clip))
+    init_b, b, steps_b = train(mirrored, kind, float(clip))
+    print(json.dumps({
+        "case": case,
+        "initial_diff": max(float(np.max(np.abs(p - q))) for p, q in zip(init_a, init_b)),
+        "final_diff": max(float(np.max(np.abs(p - q))) for p, q in zip(a, b)),
+        "moved": max(float(np.max(np.abs(p - q))) for p, q in zip(init_a, a)),
+        "steps": [steps_a, steps_b],
+    }), flush=True)

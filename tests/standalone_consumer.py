@@ -1,15 +1,12 @@
-"""Checks exported SavedModels the way a user without avrnn_tf would: TensorFlow + numpy only.
+"""Checks an exported SavedModel the way a user without avrnn_tf would: TensorFlow + numpy only.
 
-Run by tests/test_export.py as
-
-  python -S -E tests/standalone_consumer.py SITE_DIRS OUT_DIR KIND=SAVED_MODEL_DIR ...
-
-with `-S` (no site module, so the editable install of avrnn_tf is not on the path) and the
-interpreter's site-packages directories added by hand (TensorFlow and numpy, no .pth hooks). It
-first proves that `import avrnn_tf` fails, then calls every signature of every SavedModel and
-asserts shapes, dtypes, value ranges, determinism and the documented argument errors. It writes
-OUT_DIR/<KIND>.npz with inputs and outputs that the test compares against the training-side code.
-Exits non-zero (with a traceback) on the first failed check; prints "standalone ok" at the end.
+Imported by tests/matrix_consumer.py, which runs as `python -S -E` (no site module, so the editable
+install of avrnn_tf is not on the path) with the interpreter's site-packages directories
+(sys.argv[1]) added by hand here (TensorFlow and numpy, no .pth hooks). Importing this module
+proves that `import avrnn_tf` fails; `check_model` then calls every signature of an audio model's
+SavedModel and asserts shapes, dtypes, value ranges, determinism and the documented argument
+errors, and writes an .npz of inputs and outputs that tests/test_export.py compares with the
+training-side code. Raises AssertionError on the first failed check.
 """
 
 import os
@@ -40,7 +37,8 @@ def expect_error(fn, text):
     raise AssertionError(f"no InvalidArgumentError (expected {text!r})")
 
 
-def check_model(kind, path, out_dir):
+def check_model(kind, path, out_file):
+    """`kind` starts with the model kind and "_" (e.g. "vrnn_normal")."""
     m = tf.saved_model.load(path)
     assert set(m.signatures) == {"sample", "sample_chunk", "encode", "continue_from", "score",
                                  "reconstruct", "metadata"}, sorted(m.signatures)
@@ -145,18 +143,4 @@ def check_model(kind, path, out_dir):
         served = sess.run(signature.outputs["frames"].name, feed_dict=feeds)
     np.testing.assert_allclose(served, frames, atol=1e-5)
 
-    np.savez(os.path.join(out_dir, f"{kind}.npz"), frames=frames, x=x, mask=mask,
-             **{f"score_{k}": v for k, v in s.items()})
-
-
-def main():
-    out_dir = sys.argv[2]
-    for arg in sys.argv[3:]:
-        kind, path = arg.split("=", 1)
-        check_model(kind, path, out_dir)
-        print(f"checked {kind}", flush=True)
-    print("standalone ok", flush=True)
-
-
-if __name__ == "__main__":
-    main()
+    np.savez(out_file, frames=frames, x=x, mask=mask, **{f"score_{k}": v for k, v in s.items()})

@@ -251,8 +251,10 @@ def test_free_bits_floor_the_batch_averaged_kl_of_each_dimension(tf, lib):
                                      tape.gradient(plain_total, params)):
         assert np.all(g_free.numpy()[..., below] == 0.0), name
         assert np.any(g_plain.numpy()[..., below] != 0.0), name
+        # float32 gradients of two graphs: 2.6e-7 apart at 0.0134 (2e-5 relative) was seen under
+        # load; a wrong gradient differs in the leading digits.
         np.testing.assert_allclose(g_free.numpy()[..., above], g_plain.numpy()[..., above],
-                                   rtol=1e-5, atol=1e-7, err_msg=name)
+                                   rtol=1e-4, atol=1e-7, err_msg=name)
 
 
 def test_free_bits_of_a_split_batch_equal_the_whole_batch(tf, lib):

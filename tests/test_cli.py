@@ -157,3 +157,15 @@ def test_config_error_is_one_line_with_exit_status_2(tmp_path, override, expecte
     assert len(lines) == 1 and lines[0].startswith("avrnn-train: error: "), result.stderr
     assert expected in lines[0]
     assert not os.path.exists(tmp_path / "w")
+
+
+def test_fivo_training_of_a_smoothing_srnn_is_refused_in_one_line_before_anything_is_written(
+        tmp_path):
+    result = train(tmp_path, "--config.train.objective=fivo", "--config.train.num_particles=4",
+                   config="configs/srnn.py:tiny")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("avrnn-train: error: config.train.objective = 'fivo' with "
+                               "config.model.srnn_posterior = 'smoothing': ")
+    assert "set model.srnn_posterior = 'filtering'" in lines[0]
+    assert not os.path.exists(tmp_path / "w")

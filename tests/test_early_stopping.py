@@ -120,25 +120,59 @@ def test_a_resumed_run_stops_and_decays_where_an_uninterrupted_one_does(tf, libs
 
 
 def test_eval_and_export_use_the_best_checkpoint_by_default(tf, uninterrupted):
-    from avrnn_tf import export
+    """avrnn-eval (the program, by default) and its evaluate_workdir (latest, by name)."""
+    from avrnn_tf import evaluate, export
 
     workdir, result = uninterrupted
     best = json.load(open(os.path.join(workdir, "checkpoints", "best.json")))
     assert best["step"] < result["step"]  # The latest checkpoint is a later, worse one.
-    args = ["--workdir=" + workdir, "--split=valid", "--bound=elbo", "--max_sequences=8"]
-    out = lambda name: "--output=" + os.path.join(workdir, name + ".json")
-    default = run_cli("avrnn_tf.evaluate", *args, out("default"))
-    latest = run_cli("avrnn_tf.evaluate", *args, "--checkpoint=latest", out("latest"))
-    named = run_cli("avrnn_tf.evaluate", *args, f"--checkpoint=ckpt-{best['step']}", out("named"))
-    for proc in (default, latest, named):
-        assert proc.returncode == 0, proc.stderr
+    output = os.path.join(workdir, "default.json")
+    default = run_cli("avrnn_tf.evaluate", "--workdir=" + workdir, "--split=valid", "--bound=elbo",
+                      "--max_sequences=8", "--output=" + output)
+    assert default.returncode == 0, default.stderr
     assert f"checkpoints/best/ckpt-{best['step']} (step {best['step']}), the best checkpoint" \
         in default.stdout and "elbo_per_frame" in default.stdout
-    assert f"step {result['step']}" in latest.stdout and "--checkpoint=latest" in latest.stdout
-    score = lambda name: json.load(open(os.path.join(workdir, name + ".json")))["bounds"]["elbo"][
-        "per_frame"]
-    assert score("default") > score("latest")
-    assert score("named") == score("default")  # ckpt-N finds the best one by name too.
+    run = lambda checkpoint: evaluate.evaluate_workdir(
+        workdir, ("elbo",), split="valid", checkpoint=checkpoint, max_sequences=8, write=False)
+    latest, named = run("latest"), run(f"ckpt-{best['step']}")
+    text = evaluate.format_result(latest)
+    assert f"step {result['step']}" in text and "--checkpoint=latest" in text
+    score = lambda r: r["bounds"]["elbo"]["per_frame"]
+    assert score(json.load(open(output))) > score(latest)
+    # ckpt-N finds the best one by name too (the same numbers, computed in another process).
+    assert score(named) == pytest.approx(score(json.load(open(output))), rel=1e-6, abs=0)
     generator = export.build_generator(workdir)
     assert generator._meta["step"] == best["step"] and "best checkpoint" in generator.checkpoint_why
     assert export.build_generator(workdir, "latest")._meta["step"] == result["step"]
+
+
+def test_a_plateau_decays_every_optimizer_of_an_avrnn_run_by_the_same_factor(tf, tmp_path,
+                                                                             capsys):
+    """A-VRNN steps three optimizers (reconstruction, critic, adversarial): a plateau multiplies
+    each rate by the factor (none below train.min_learning_rate), and the checkpoint holds the
+    decayed rates (so a resumed run goes on with them). Validation values are given, worsening."""
+    from avrnn_tf import loop
+
+    c = load_config_file("avrnn.py", "tiny")
+    c.train.update(lr_decay_on_plateau=0.5, lr_plateau_patience=1, min_learning_rate=4e-5)
+    c.adversarial.update(critic_learning_rate=1e-4, adversarial_learning_rate=2e-4)
+    run = loop.Run(c, str(tmp_path / "w"))
+    try:
+        values = iter([-10.0, -11.0, -12.0])  # The first is a new best; then two plateau rounds.
+        run.validation_metrics = lambda: {run.criterion: next(values)}
+        rates = lambda: {name: float(o.learning_rate.numpy())
+                         for name, o in run.trainer.named_optimizers().items()}
+        assert rates() == pytest.approx(dict(reconstruction=1e-3, critic=1e-4, adversarial=2e-4))
+        for _ in range(3):
+            run.evaluate()
+        # Halved twice, the critic's second halving stopped at the floor.
+        want = dict(reconstruction=2.5e-4, critic=4e-5, adversarial=5e-5)
+        assert rates() == pytest.approx(want, rel=1e-6)
+        saved = checkpoint(tf, run.save())
+    finally:
+        run.lock.release()
+    held = sorted(float(v) for k, v in saved.items() if k.endswith("_learning_rate/.ATTRIBUTES/"
+                                                                   "VARIABLE_VALUE"))
+    assert held == pytest.approx(sorted(want.values()), rel=1e-6), saved.keys()
+    assert "learning rates reconstruction 0.0005 -> 0.00025, critic 5e-05 -> 4e-05, " \
+           "adversarial 0.0001 -> 5e-05" in capsys.readouterr().out

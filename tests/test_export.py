@@ -1,120 +1,34 @@
-"""Export: train briefly with the CLI, `avrnn-export`, then use the SavedModel without avrnn_tf.
+"""Export: `avrnn-export`, then the SavedModel used without avrnn_tf.
 
-The exported functions are checked in a separate interpreter that cannot import avrnn_tf
-(tests/standalone_consumer.py, run with `python -S`), and its outputs are compared here with the
-training-side code: `score` against the ELBO objective (objectives.elbo) for the same noise,
-`sample` against the `SequenceNetwork.sample` call the training loop uses for its TensorBoard audio.
+The exported models are the session's (conftest `exports`: trained for two steps and exported
+once). Three audio models (conftest.FULL_CHECKS) have every signature checked in a separate
+interpreter that cannot import avrnn_tf (tests/standalone_consumer.py, run with `python -S` by
+conftest `consumed`); its `score` is compared here with the trainer's ELBO objective for the same
+noise (tests/test_export_matrix.py does the same, and compares `sample` and `encode`, for every
+exported model).
 """
 
-import contextlib
-import fcntl
 import importlib.util
 import json
 import math
 import os
 import re
-import site
-import subprocess
 import sys
 import wave
 
 import numpy as np
 import pytest
 
-from conftest import PROJECT_ROOT, run_cli
+from conftest import EXPORT_STEPS, FULL_CHECKS, PROJECT_ROOT, SEED_SALT, SITE_DIRS
+from conftest import run_cli, standalone, training_side
 
-MODELS = {  # name -> config; the family's three kinds (A-VRNN exports as its vrnn network).
-    "vrnn_gauss": "configs/vrnn_gauss.py:tiny",
-    "rnn_gmm": "configs/rnn_gmm.py:tiny",
-    "storn": "configs/storn.py:tiny",
-}
-N, T, SEED = 3, 7, 11  # As in standalone_consumer.py.
-SALT = 7  # export.SEED_SALT: the seed pair of seed k is [k, 7].
-SITE_DIRS = os.pathsep.join(site.getsitepackages())
+SEED = 11  # As in standalone_consumer.py.
 GENERATE = os.path.join(PROJECT_ROOT, "export", "generate_audio.py")
-
-
-@contextlib.contextmanager
-def _shared_dir(tmp_path_factory, name):
-    """A directory shared by all pytest-xdist workers, built once under a file lock."""
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent
-    path = root / name
-    path.mkdir(exist_ok=True)
-    with open(root / f"{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield path
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _check(result, what):
     assert result.returncode == 0, f"{what} failed:\n{result.stdout}\n{result.stderr}"
     return result
-
-
-def _train_args(name, workdir):
-    return [f"--config={MODELS[name]}", f"--workdir={workdir}", "--config.train.steps=3",
-            "--config.train.num_final_samples=0", "--config.data.synthetic_utterances=12"]
-
-
-@pytest.fixture(scope="session")
-def exported(tf, tmp_path_factory):
-    """{name: (workdir, saved_model_dir)} after 3 training steps and an export.
-
-    The first model goes through the command lines (avrnn-train, avrnn-export) as a user runs
-    them; the others through the same functions in this process, to spare two TensorFlow starts.
-    """
-    from avrnn_tf import export
-    from avrnn_tf import loop
-
-    with _shared_dir(tmp_path_factory, "export_models") as root:
-        out = {}
-        for i, name in enumerate(MODELS):
-            workdir, saved = root / f"{name}_work", root / f"{name}_saved"
-            if not (saved / "saved_model.pb").exists():
-                if i == 0:
-                    _check(run_cli("avrnn_tf.train", *_train_args(name, workdir), "--progress=none"),
-                           f"training {name}")
-                    result = _check(run_cli("avrnn_tf.export", f"--workdir={workdir}",
-                                            f"--export_dir={saved}"), f"exporting {name}")
-                    assert "avrnn-export: wrote" in result.stdout
-                else:
-                    path, variant = MODELS[name].split(":")
-                    spec = importlib.util.spec_from_file_location(
-                        f"config_{name}", os.path.join(PROJECT_ROOT, path))
-                    module = importlib.util.module_from_spec(spec)
-                    spec.loader.exec_module(module)
-                    config = module.get_config(variant)
-                    config.train.update(steps=3, num_final_samples=0)  # As _train_args.
-                    config.data.synthetic_utterances = 12
-                    loop.train_and_evaluate(config, str(workdir), verbose=0)
-                    export.export(str(workdir), str(saved))
-            out[name] = (str(workdir), str(saved))
-        return out
-
-
-def _standalone(args, cwd, timeout=600):
-    """Runs python -S (no site: avrnn_tf's editable install invisible) with site-packages added."""
-    return subprocess.run([sys.executable, "-S", "-E", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-
-
-@pytest.fixture(scope="session")
-def consumer_outputs(exported, tmp_path_factory):
-    """Runs tests/standalone_consumer.py over every export; returns its output directory."""
-    with _shared_dir(tmp_path_factory, "export_consumer") as out:
-        if not (out / "ok").exists():
-            script = os.path.join(PROJECT_ROOT, "tests", "standalone_consumer.py")
-            result = _standalone([script, SITE_DIRS, str(out)]
-                                 + [f"{k}={v[1]}" for k, v in exported.items()], cwd=str(out))
-            assert result.returncode == 0 and "standalone ok" in result.stdout, (
-                f"standalone check failed:\n{result.stdout}\n{result.stderr}")
-            (out / "ok").write_text("ok")
-        return out
 
 
 def _run_generate(args, cwd):
@@ -129,62 +43,29 @@ def _run_generate(args, cwd):
             "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
             "finally:\n    extra = sorted({'avrnn_tf', 'soundfile'} "
             "& set(sys.modules))\n    assert not extra, f'generate_audio imported {extra}'")
-    return _standalone(["-c", code, SITE_DIRS, GENERATE, *args], cwd=cwd)
-
-
-def _training_side(tf, workdir):
-    """The trainer as the training loop builds and restores it (full checkpoint, optimizer too)."""
-    import ml_collections
-
-    from avrnn_tf import config as config_lib
-    from avrnn_tf import loop
-    from avrnn_tf import registry
-
-    with open(os.path.join(workdir, "config.json")) as f:
-        config = ml_collections.ConfigDict(json.load(f))
-    with open(os.path.join(workdir, "data_stats.json")) as f:
-        stats = json.load(f)
-    network = registry.create_network(config_lib.model_spec(config, stats["frame_size"]))
-    trainer = loop.build_trainer(config, network)
-    checkpoint = tf.train.Checkpoint(network=network, model=trainer, optimizer=trainer.optimizer)
-    checkpoint.restore(tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))) \
-        .assert_existing_objects_matched()
-    assert int(trainer.optimizer.iterations.numpy()) == 3
-    return trainer, stats
+    return standalone(["-c", code, SITE_DIRS, GENERATE, *args], cwd=cwd)
 
 
 # ----------------------------------------------------------------------------- standalone
-def test_standalone_process_calls_every_signature(consumer_outputs):
-    for name in MODELS:
-        assert (consumer_outputs / f"{name}.npz").exists()
-
-
-@pytest.mark.parametrize("name", list(MODELS))
-def test_exported_score_equals_training_elbo(tf, exported, consumer_outputs, name):
-    trainer, _ = _training_side(tf, exported[name][0])
-    saved = np.load(consumer_outputs / f"{name}.npz")
+@pytest.mark.parametrize("name", FULL_CHECKS)
+def test_standalone_process_calls_every_signature_and_scores_the_training_elbo(
+        tf, exports, consumed, name):
+    """The full check passed (it wrote its file), and its score of a batch with two padded
+    sequences equals the trainer's ELBO objective for the same noise."""
+    trainer, _ = training_side(exports[name][0])
+    saved = np.load(consumed / f"{name}.full.npz")
     out = trainer.objective(trainer.network, tf.constant(saved["x"]), tf.constant(saved["mask"]),
-                            tf.constant([SEED, SALT], tf.int32), None)
+                            tf.constant([SEED, SEED_SALT], tf.int32), None)
     for key in ("elbo", "log_px", "kl"):
         np.testing.assert_allclose(saved[f"score_{key}"], out["per_frame"][key].numpy(), rtol=1e-5,
                                    atol=1e-3)
 
 
-@pytest.mark.parametrize("name", list(MODELS))
-def test_exported_sample_is_the_training_sampler(tf, exported, consumer_outputs, name):
-    """The frames a plain-TF process sampled are those of loop.Run's audio sampler."""
-    trainer, _ = _training_side(tf, exported[name][0])
-    sampler = tf.function(trainer.network.sample)  # As loop.Run.sampler.
-    frames = sampler(N, T, tf.constant([SEED, SALT], tf.int32)).numpy()
-    np.testing.assert_allclose(np.load(consumer_outputs / f"{name}.npz")["frames"], frames,
-                               atol=1e-5)
-
-
-@pytest.mark.parametrize("name", ["vrnn_gauss", "storn"])
-def test_exported_iwae_is_the_log_mean_exp_of_trajectory_weights(tf, exported, name):
+@pytest.mark.parametrize("name", ["vrnn_normal", "storn_normal"])
+def test_exported_iwae_is_the_log_mean_exp_of_trajectory_weights(tf, exports, name):
     """score's IWAE-K equals log (1/K) sum_k exp(log w_k), recomputed with the training network."""
-    trainer, stats = _training_side(tf, exported[name][0])
-    model = tf.saved_model.load(exported[name][1])
+    trainer, stats = training_side(exports[name][0])
+    model = tf.saved_model.load(exports[name][1])
     k, d = 4, stats["frame_size"]
     rng = np.random.RandomState(1)
     x = rng.normal(size=[2, 5, d]).astype(np.float32)
@@ -193,7 +74,7 @@ def test_exported_iwae_is_the_log_mean_exp_of_trajectory_weights(tf, exported, n
 
     net = trainer.network
     xk = np.tile(x, [k, 1, 1])
-    seed = tf.random.experimental.stateless_fold_in(tf.constant([SEED, SALT], tf.int32), 1)
+    seed = tf.random.experimental.stateless_fold_in(tf.constant([SEED, SEED_SALT], tf.int32), 1)
     terms = net.frame_terms(tf.constant(xk), tf.random.stateless_normal(
         net.noise_shape(xk), seed=seed))
     log_w = ((terms["log_px"] + terms["log_pz"] - terms["log_qz"]).numpy().astype(np.float64)
@@ -242,8 +123,8 @@ def _read_wav(path):
         return f.getframerate(), np.frombuffer(f.readframes(f.getnframes()), "<i2")
 
 
-def test_generate_audio_writes_wavs_and_pngs(tf, exported, tmp_path):
-    saved = exported["vrnn_gauss"][1]
+def test_generate_audio_writes_wavs_and_pngs(tf, exports, tmp_path):
+    saved = exports["vrnn_normal"][1]
     out = tmp_path / "out"
     result = _run_generate([f"--saved_model={saved}", "--num_samples=2", "--seconds=0.3",
                             "--seed=5", "--chunk_seconds=0.1", f"--output_dir={out}"],
@@ -251,8 +132,8 @@ def test_generate_audio_writes_wavs_and_pngs(tf, exported, tmp_path):
     _check(result, "generate_audio")
     assert "WARNING" not in result.stderr, result.stderr  # Only the progress bar.
     assert re.fullmatch(r"generate_audio: wrote 2 clip\(s\) of 0\.30 s at 16000 Hz \(vrnn/normal, "
-                        r"ckpt-3, seed 5\) to \S+ in [\d.]+ s \([\d.]+x real time, [\d.]+x per clip\)\n",
-                        result.stdout), result.stdout
+                        rf"ckpt-{EXPORT_STEPS}, seed 5\) to \S+ in [\d.]+ s \([\d.]+x real time, "
+                        r"[\d.]+x per clip\)\n", result.stdout), result.stdout
     model = tf.saved_model.load(saved)
     rate, frame = int(model.metadata()["sample_rate"]), int(model.metadata()["frame_size"])
     num_frames = math.ceil(0.3 * rate / frame)
@@ -267,8 +148,8 @@ def test_generate_audio_writes_wavs_and_pngs(tf, exported, tmp_path):
         assert image.shape[:2] == (500, 800) and image.std() > 0
 
 
-def test_generate_audio_continues_a_recording(tf, exported, tmp_path):
-    saved = exported["storn"][1]
+def test_generate_audio_continues_a_recording(tf, exports, tmp_path):
+    saved = exports["storn_normal"][1]
     prefix = tmp_path / "prefix.wav"
     t = np.arange(800) / 8000.0  # 0.1 s at 8 kHz: resampled to the model's 16 kHz.
     pcm = np.round(0.4 * np.sin(2 * np.pi * 300 * t) * 32767).astype("<i2")
@@ -309,8 +190,8 @@ def test_generate_audio_continues_a_recording(tf, exported, tmp_path):
     (["--temperature=-1"], "generate_audio: error: --temperature=-1.0"),
     (["--prefix_wav=missing.wav"], "generate_audio: error: --prefix_wav=missing.wav: no such file"),
 ])
-def test_generate_audio_rejects_bad_arguments(exported, tmp_path, args, message):
-    result = _run_generate([f"--saved_model={exported['rnn_gmm'][1]}",
+def test_generate_audio_rejects_bad_arguments(exports, tmp_path, args, message):
+    result = _run_generate([f"--saved_model={exports['rnn_gmm'][1]}",
                             f"--output_dir={tmp_path}", *args], cwd=str(tmp_path))
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
@@ -338,17 +219,20 @@ def test_export_programs_import_only_tensorflow_numpy_and_the_standard_library(s
 
 
 # --------------------------------------------------------------------------- avrnn-export
-def test_export_serving_layout_and_errors(tf, exported, tmp_path):
+def test_export_serving_layout_and_errors(tf, exports, tmp_path):
     from avrnn_tf import export
 
-    workdir = exported["rnn_gmm"][0]
+    workdir = exports["rnn_gmm"][0]
     base = tmp_path / "serving"
     result = _check(run_cli("avrnn_tf.export", f"--workdir={workdir}", f"--export_dir={base}",
-                            "--serving_version=auto", "--checkpoint=3"), "export --serving")
+                            "--serving_version=auto", f"--checkpoint={EXPORT_STEPS}"),
+                    "export --serving")
     assert (base / "1" / "saved_model.pb").exists(), result.stdout
-    path, _ = export.export(workdir, str(base), serving_version="auto")
+    assert f"avrnn-export: wrote {base / '1'} (rnn/gmm, ckpt-{EXPORT_STEPS}," in result.stdout
+    path, _ = export.export(workdir, str(base), serving_version="auto")  # The best checkpoint.
     assert path == str(base / "2") and (base / "2" / "saved_model.pb").exists()
-    assert tf.saved_model.load(path).metadata()["step"].numpy() == 3
+    with open(os.path.join(workdir, "checkpoints", "best.json")) as f:
+        assert tf.saved_model.load(path).metadata()["step"].numpy() == json.load(f)["step"]
 
     result = run_cli("avrnn_tf.export", f"--workdir={tmp_path / 'nowhere'}",
                      f"--export_dir={tmp_path / 'x'}")
@@ -356,7 +240,7 @@ def test_export_serving_layout_and_errors(tf, exported, tmp_path):
     assert "Traceback" not in result.stderr
     for kwargs, message in [
         (dict(export_dir=str(tmp_path / "x"), checkpoint="ckpt-999"),
-         r"checkpoint 'ckpt-999' not found .*\(available: ckpt-3, best, latest\)"),
+         rf"checkpoint 'ckpt-999' not found .*\(available: ckpt-{EXPORT_STEPS}, best, latest\)"),
         (dict(export_dir=str(base / "1")), "exists and is not empty"),
         (dict(export_dir=str(base), serving_version="v2"), "expected 'auto' or an integer >= 1"),
     ]:
@@ -364,14 +248,14 @@ def test_export_serving_layout_and_errors(tf, exported, tmp_path):
             export.export(workdir, **kwargs)
 
 
-def test_export_detects_weights_left_at_their_initial_values(tf, exported):
+def test_export_detects_weights_left_at_their_initial_values(tf, exports):
     """A restore that silently skips weights (fresh initial values) is an error, not an export."""
     from avrnn_tf import config as config_lib
     from avrnn_tf import export
     from avrnn_tf import registry
     from avrnn_tf import restore
 
-    run = export.load_network(exported["vrnn_gauss"][0])
+    run = export.load_network(exports["vrnn_normal"][0])
     network, config, stats, path = run.network, run.config, run.stats, run.checkpoint
     restore.verify_restored(network, path)  # the restored network passes
     fresh = registry.create_network(config_lib.model_spec(config, stats["frame_size"]))

@@ -1,109 +1,92 @@
-"""Every model kind exported and used without avrnn_tf (issue 12): rnn, vrnn, vrnn_i, storn,
-zforcing, srnn, an A-VRNN-trained vrnn and a piano-roll (Bernoulli) srnn, each trained for two
-steps, exported, then checked by tests/matrix_consumer.py in a process that cannot import
-avrnn_tf; `score` is compared here with the training-side ELBO (objectives.elbo) for the seed."""
+"""Every model kind with every emission exported and used without avrnn_tf (issue 12): rnn, vrnn,
+vrnn_i, storn, zforcing and srnn, each with a normal, a GMM and a Bernoulli (JSB piano-roll)
+emission, and an A-VRNN-trained vrnn (conftest.EXPORTS), each trained for two steps and exported
+once per session (conftest `exports`), then checked by tests/matrix_consumer.py in a process that
+cannot import avrnn_tf (conftest `consumed`). Its `score`, `sample` and `encode` are compared here
+with the training side: the trainer as the training loop builds and restores it, for the same
+seed."""
 
 import os
-import site
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import PROJECT_ROOT, SHARED_DATA
+from conftest import EMISSIONS, EXPORTS, KIND_CONFIGS, PROJECT_ROOT, SEED_SALT, SITE_DIRS
+from conftest import standalone, training_side
 
-MODELS = {  # name -> config file and variants
-    "rnn": "configs/rnn_gmm.py:tiny",
-    "vrnn": "configs/vrnn_gauss.py:tiny",
-    "vrnn_i": "configs/vrnn_i.py:tiny",
-    "storn": "configs/storn.py:tiny",
-    "zforcing": "configs/zforcing.py:tiny",
-    "srnn": "configs/srnn.py:tiny",
-    "avrnn_vrnn": "configs/avrnn.py:tiny",
-    "srnn_pianoroll": "configs/srnn.py:tiny,jsb",
-}
-SEED, SALT = 3, 7  # matrix_consumer.SEED; export.SEED_SALT
+SEED = 3  # matrix_consumer.SEED
 
 
-@pytest.fixture(scope="module")
-def exported(tf, tmp_path_factory):
-    """{name: (workdir, saved_model_dir)}: two training steps each, exported in this process."""
-    from avrnn_tf import config as config_lib
-    from avrnn_tf import export, loop
-
-    root = tmp_path_factory.mktemp("matrix")
-    out = {}
-    for name, spec in MODELS.items():
-        config = config_lib.load_file(os.path.join(PROJECT_ROOT, spec))
-        config.model.update(h_dim=8, z_dim=3, mlp_units=8, num_mixtures=2)
-        config.train.update(steps=2, eval_every=2, checkpoint_every=2, audio_every=0,
-                            num_audio_clips=0, num_final_samples=0)
-        config.data.update(synthetic_utterances=8, max_valid_utterances=4)
-        if config.data.format == "pianoroll":
-            config.data.path = os.path.join(SHARED_DATA, "jsb", "JSB_Chorales.mat")
-        workdir, saved = str(root / f"{name}_work"), str(root / f"{name}_saved")
-        loop.train_and_evaluate(config_lib.validate(config), workdir, verbose=0)
-        export.export(workdir, saved)
-        out[name] = (workdir, saved)
-    return out
-
-
-@pytest.fixture(scope="module")
-def consumed(exported, tmp_path_factory):
-    out = tmp_path_factory.mktemp("matrix_consumer")
-    script = os.path.join(PROJECT_ROOT, "tests", "matrix_consumer.py")
-    result = subprocess.run(
-        [sys.executable, "-S", "-E", script, os.pathsep.join(site.getsitepackages()), str(out)]
-        + [f"{name}={saved}" for name, (_, saved) in exported.items()],
-        cwd=str(out), capture_output=True, text=True, timeout=900,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-    assert result.returncode == 0 and "matrix ok" in result.stdout, result.stdout + result.stderr
-    return out
-
-
-def test_every_kind_is_exported_and_trained_as_configured(exported):
+def test_every_kind_and_emission_is_exported_and_trained_as_configured(exports):
+    from avrnn_tf import names
     from avrnn_tf import restore
 
-    kinds = {name: restore.read_config(work).model.kind for name, (work, _) in exported.items()}
-    from avrnn_tf import names
+    configs = {name: restore.read_config(work) for name, (work, _) in exports.items()}
+    trained = {(c.model.kind, c.model.emission) for c in configs.values()}
+    assert set(names.KINDS) == set(KIND_CONFIGS)
+    assert {(kind, e) for kind in names.KINDS for e in EMISSIONS} <= trained, trained
+    assert configs["avrnn_vrnn"].train.algorithm == "avrnn"
+    assert {c.data.format for c in configs.values() if c.model.emission == "bernoulli"} == {
+        "pianoroll"}
 
-    assert set(names.KINDS) <= set(kinds.values()), kinds
-    assert restore.read_config(exported["avrnn_vrnn"][0]).train.algorithm == "avrnn"
-    assert restore.read_config(exported["srnn_pianoroll"][0]).model.emission == "bernoulli"
+
+def filtering_state(network, x, noise):
+    """The state the training-side whole-sequence pass reaches after the last frame of x [B, P, D]
+    with posterior noise [B, P, Z]: what `encode` must return (protocol.final_state runs the
+    per-step filter instead). Built from each network's hoisted inputs and its recurrent layer."""
+    import keras
+    import tensorflow as tf
+
+    from avrnn_tf import models
+    from avrnn_tf import srnn
+
+    if isinstance(network, models.SequenceNetwork):  # [h_P, c_P]
+        inputs, _ = network.hoisted_inputs(x)  # Z-Forcing: with b_t of the backward LSTM.
+        if network.z_dim:
+            inputs = tf.concat([inputs, noise], axis=-1)
+        _, h, c = keras.layers.RNN(network.cell, return_state=True)(inputs)
+        return np.concatenate([h, c], axis=-1)
+    if isinstance(network, srnn.SRNNNetwork):  # [d_P, c_P, z_P, x_P]
+        d, c = network.deterministic_states(x)
+        z = network.trajectory(x, noise)["z"]
+        return np.concatenate([d[:, -1], c[:, -1], z[:, -1], x[:, -1]], axis=-1)
+    loc, scale, gates = tf.split(network.step_inputs(x), [network.z_dim, network.z_dim, -1], -1)
+    h_c = network.rnn(gates + network.gate_z(loc + scale * noise))  # STORN: [h_P, c_P, x_P]
+    return np.concatenate([h_c[:, -1], x[:, -1]], axis=-1)
 
 
-@pytest.mark.parametrize("name", list(MODELS))
-def test_exported_score_equals_the_training_side_elbo(tf, exported, consumed, name):
-    from avrnn_tf import objectives, restore
+@pytest.mark.parametrize("name", list(EXPORTS))
+def test_exported_score_sample_and_encode_equal_the_training_side(tf, exports, consumed, name):
+    """score = the trainer's ELBO objective, sample = the training loop's sampler, and encode =
+    the state the training-side pass reaches on the prefix (for Z-Forcing and the smoothing SRNN
+    after the backward LSTM over the prefix), all for the seed pair [SEED, 7]."""
+    from avrnn_tf import replicas
 
     saved = np.load(consumed / f"{name}.npz")
-    network = restore.load_run(exported[name][0]).network
-    out = objectives.elbo(network, tf.constant(saved["x"]), tf.constant(saved["mask"]),
-                          tf.constant([SEED, SALT], tf.int32), None)
+    trainer, _ = training_side(exports[name][0])
+    network = trainer.network
+    seed = tf.constant([SEED, SEED_SALT], tf.int32)
+    out = trainer.objective(network, tf.constant(saved["x"]), tf.constant(saved["mask"]), seed,
+                            None)
     for key in ("elbo", "log_px", "kl"):
         np.testing.assert_allclose(saved[f"score_{key}"], out["per_frame"][key].numpy(),
-                                   rtol=1e-5, atol=1e-3, err_msg=key)
-
-
-@pytest.mark.parametrize("name", list(MODELS))
-def test_exported_sample_is_the_training_sampler(tf, exported, consumed, name):
-    from avrnn_tf import restore
-
-    network = restore.load_run(exported[name][0]).network
-    frames = tf.function(network.sample)(2, 5, tf.constant([SEED, SALT], tf.int32)).numpy()
-    np.testing.assert_allclose(np.load(consumed / f"{name}.npz")["frames"], frames, atol=1e-5)
+                                   rtol=1e-5, atol=1e-3, err_msg=f"score {key}")
+    n, t = saved["frames"].shape[:2]
+    frames = tf.function(network.sample)(n, t, seed).numpy()  # As loop.Run.sampler.
+    np.testing.assert_allclose(saved["frames"], frames, atol=1e-5, err_msg="sample")
+    prefix = tf.constant(saved["encode_prefix"])
+    noise = replicas.normal(network.noise_shape(prefix), seed)  # objectives.elbo's noise.
+    np.testing.assert_allclose(saved["encode_state"], filtering_state(network, prefix, noise),
+                               rtol=1e-5, atol=1e-5, err_msg="encode")
 
 
 def _run_script(script, args, cwd):
     """An export/ program in a process that cannot import avrnn_tf (asserted at its end)."""
-    from test_export import SITE_DIRS, _standalone
-
     code = ("import sys, runpy; sys.path.extend(p for p in sys.argv[1].split(':') if p); "
             "sys.argv = sys.argv[2:]\n"
             "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
             "finally:\n    assert 'avrnn_tf' not in sys.modules, 'imported avrnn_tf'")
-    return _standalone(["-c", code, SITE_DIRS, os.path.join(PROJECT_ROOT, "export", script),
+    return standalone(["-c", code, SITE_DIRS, os.path.join(PROJECT_ROOT, "export", script),
                         *args], cwd=cwd)
 
 
@@ -136,8 +119,8 @@ def _midi_roll(data, frames, notes, lowest=21, frame_ticks=240):
     return roll
 
 
-def test_piano_roll_program_writes_the_sampled_rolls_as_png_and_midi(tf, exported, tmp_path):
-    saved = exported["srnn_pianoroll"][1]
+def test_piano_roll_program_writes_the_sampled_rolls_as_png_and_midi(tf, exports, tmp_path):
+    saved = exports["srnn_bernoulli"][1]
     result = _run_script("generate_pianoroll.py", [f"--saved_model={saved}", "--output_dir=out",
                                                    "--num_samples=2", "--num_frames=12",
                                                    "--seed=5"], str(tmp_path))
@@ -156,10 +139,10 @@ def test_piano_roll_program_writes_the_sampled_rolls_as_png_and_midi(tf, exporte
             4 * 12, 4 * roll.shape[1])
 
 
-def test_audio_and_piano_roll_programs_refuse_the_other_kind_in_one_line(exported, tmp_path):
-    for script, name, text in (("generate_audio.py", "srnn_pianoroll", "generate_pianoroll.py"),
-                               ("generate_pianoroll.py", "srnn", "generate_audio.py")):
-        args = [f"--saved_model={exported[name][1]}", f"--output_dir={tmp_path / 'out'}"]
+def test_audio_and_piano_roll_programs_refuse_the_other_kind_in_one_line(exports, tmp_path):
+    for script, name, text in (("generate_audio.py", "srnn_bernoulli", "generate_pianoroll.py"),
+                               ("generate_pianoroll.py", "srnn_gmm", "generate_audio.py")):
+        args = [f"--saved_model={exports[name][1]}", f"--output_dir={tmp_path / 'out'}"]
         result = _run_script(script, args, str(tmp_path))
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2 and len(lines) == 1 and text in lines[0], result.stderr

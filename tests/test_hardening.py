@@ -357,7 +357,7 @@ def test_item8_soak_kills_mid_training(tmp_path):
 
 
 # ------------------------------------------------------- item 6: SavedModel memory bound
-def test_item6_saved_model_calls_honour_the_memory_bound(tmp_path):
+def test_item6_saved_model_calls_honour_the_memory_bound(tf, tmp_path):
     """score(K=1000, T=1342) peaked at 7.2 GB, sample(4096, 327) at ~4 GB, reconstruct had no
     bound, and 2**32 + 1 sequences wrapped to 1. A model exported with --max_memory_mb=64 must
     run every function at 90% of that bound within 64 MiB of peak-RSS growth (measured in a fresh
@@ -366,13 +366,14 @@ def test_item6_saved_model_calls_honour_the_memory_bound(tmp_path):
     import subprocess
     import sys
 
-    from conftest import PROJECT_ROOT
+    from avrnn_tf import loop
+    from conftest import PROJECT_ROOT, load_config_file
 
     work, saved = str(tmp_path / "work"), str(tmp_path / "saved")
-    proc = run_cli("avrnn_tf.train", "--config=configs/vrnn_gauss.py:tiny", f"--workdir={work}",
-                   "--config.train.steps=2", "--config.train.num_final_samples=0",
-                   "--config.data.synthetic_utterances=12", "--progress=none", timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    config = load_config_file("vrnn_gauss.py", "tiny")
+    config.train.update(steps=2, num_final_samples=0)
+    config.data.synthetic_utterances = 12
+    loop.train_and_evaluate(config, work, verbose=0)
     proc = run_cli("avrnn_tf.export", f"--workdir={work}", f"--export_dir={saved}",
                    "--max_memory_mb=64", timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -180,20 +180,21 @@ def test_two_workers_train_and_resume_avrnn_as_one_process_does(tmp_path, tf):
     """A-VRNN: three optimizers, a fresh batch per phase ([P, B, ...] elements split along B),
     and a resumed run: both workers restore the chief's checkpoint."""
     config = "configs/avrnn.py:tiny"
+    quiet = ["--config.train.audio_every=0", "--config.train.num_final_samples=0"]  # Unchecked.
     mw = tmp_path / "mw"
-    run_workers(mw, config, "--config.train.steps=3")
-    results = run_workers(mw, config, "--config.train.steps=6")
+    run_workers(mw, config, "--config.train.steps=3", *quiet)
+    results = run_workers(mw, config, "--config.train.steps=6", *quiet)
     assert all("resuming from" in out and "ckpt-3 at step 3" in out for _, out, _ in results)
     (_, _, d0), (_, _, d1) = digests(results)
     assert d0 == d1
 
-    single_run(tmp_path / "single", config, "--config.train.steps=6")
+    single_run(tmp_path / "single", config, "--config.train.steps=6", *quiet)
     final = checkpoint_values(str(mw / "checkpoints" / "ckpt-6"))
     assert max_difference(final, checkpoint_values(str(tmp_path / "single/checkpoints/ckpt-6"))) < 1e-5
     assert max_difference(final, checkpoint_values(str(mw / "checkpoints" / "ckpt-3"))) > 1e-3
     # The separate-batch A-VRNN step on two mirrored devices too (the same batch-axis split).
     single_run(tmp_path / "mirrored", config, "--config.train.steps=6", "--strategy=mirrored",
-               env={"AVRNN_VIRTUAL_CPUS": "2"})
+               *quiet, env={"AVRNN_VIRTUAL_CPUS": "2"})
     assert max_difference(final, checkpoint_values(
         str(tmp_path / "mirrored/checkpoints/ckpt-6"))) < 1e-5
 

@@ -206,10 +206,11 @@ def test_a_tiny_particle_run_on_jsb_resumes_exactly_after_a_kill_and_evaluates(t
     for key in want:
         np.testing.assert_array_equal(got[key], want[key], err_msg=key)
 
-    output = tmp_path / "eval.json"
-    ev = run_cli("avrnn_tf.evaluate", f"--workdir={killed}", "--split=test", "--bound=elbo,fivo",
-                 "--num_samples=4", "--max_sequences=4", f"--output={output}")
-    assert ev.returncode == 0, ev.stderr
-    assert f"the best checkpoint: the highest validation {name}_per_frame" in ev.stdout
-    result = json.load(open(output))
+    from avrnn_tf import evaluate  # What avrnn-eval runs and prints.
+
+    result = evaluate.evaluate_workdir(str(killed), ("elbo", "fivo"), 4, "test", max_sequences=4,
+                                       output=str(tmp_path / "eval.json"))
+    assert f"the best checkpoint: the highest validation {name}_per_frame" in \
+        evaluate.format_result(result)
+    result = json.load(open(tmp_path / "eval.json"))
     assert all(np.isfinite(b["per_frame"]) for b in result["bounds"].values())

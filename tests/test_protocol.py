@@ -153,3 +153,38 @@ def test_the_filtering_state_reads_only_trained_weights(tf, nets, kind):
     read = [v for v in tape.watched_variables() if v.trainable]
     untrained = [v.name for v in read if id(v) not in trained]
     assert read and not untrained, f"final_state reads untrained {untrained}"
+
+
+@pytest.mark.parametrize("kind, srnn_posterior", [(k, "smoothing") for k in _kinds()]
+                         + [("srnn", "filtering")])
+def test_posterior_reads_future_is_what_the_posterior_reads_and_what_the_config_knows(
+        tf, kind, srnn_posterior):
+    """`posterior_reads_future` says whether q at frame 0 changes with the last frame, and its
+    config-time twin (which refuses FIVO training for such a model) agrees."""
+    from avrnn_tf import config as config_lib
+    from avrnn_tf import models, registry
+
+    net = registry.create_network(models.ModelSpec(
+        kind=kind, emission="gmm", x_dim=D, h_dim=6, z_dim=2, mlp_units=5, num_mixtures=2,
+        srnn_posterior=srnn_posterior))
+    config = config_lib.base_config()
+    config.model.update(kind=kind, srnn_posterior=srnn_posterior)
+    assert config_lib.posterior_reads_future(config.model) == net.posterior_reads_future
+    if net.z_dim:
+        x, noise = _data(tf, net)
+        changed = tf.concat([x[:, :-1], x[:, -1:] + 1.0], axis=1)
+        first = [net.frame_terms(v, noise)["trajectory"]["post_loc"][:, 0] for v in (x, changed)]
+        assert (not np.allclose(*first)) == net.posterior_reads_future
+    else:
+        assert not net.posterior_reads_future
+    config.train.update(objective="fivo", num_particles=2, kl_anneal=False)
+    if net.posterior_reads_future:
+        field = "srnn_posterior = 'smoothing'" if kind == "srnn" else f"kind = '{kind}'"
+        with pytest.raises(config_lib.ConfigError,
+                           match=rf"^config\.train\.objective = 'fivo' with config\.model\.{field}"
+                                 r": FIVO's filtering bound needs a posterior that does not read "
+                                 r"frames after t.*'elbo' or 'iwae'$") as refused:
+            config_lib.validate(config)
+        assert ("model.srnn_posterior = 'filtering'" in str(refused.value)) == (kind == "srnn")
+    else:
+        config_lib.validate(config)

@@ -84,7 +84,7 @@ def test_sigterm_saves_and_exits_cleanly_then_resumes(tmp_path, tf):
     step = int(latest.rsplit("-", 1)[1])
     assert step > 0
     again = run_cli("avrnn_tf.train", f"--config={TINY}", f"--workdir={tmp_path}", "--progress=none",
-                    f"--config.train.steps={step + 3}")
+                    f"--config.train.steps={step + 3}", "--config.train.num_final_samples=0")
     assert again.returncode == 0, again.stderr
     assert f"at step {step}" in again.stdout
 
@@ -162,20 +162,31 @@ def test_a_nan_batch_leaves_weights_and_slots_untouched(tf):
     assert int(trainer.nonfinite_streak.numpy()) == 0 and int(trainer.nonfinite_total.numpy()) == 1
 
 
-def test_a_run_of_another_config_is_not_resumed_without_force(tmp_path):
-    first = run_cli("avrnn_tf.train", f"--config={TINY}", f"--workdir={tmp_path}", "--progress=none",
-                    "--config.train.steps=5", "--config.train.checkpoint_every=5")
+def test_resume_refuses_another_config_and_falls_back_from_an_unreadable_latest_checkpoint(
+        tmp_path):
+    """One workdir, four starts: a run of another config is refused without --force_resume; a
+    longer run with another log interval resumes silently, and when its latest checkpoint is
+    unreadable (truncated, as by a failing disk) it falls back to the previous one; a forced
+    resume reports the changed learning rate."""
+    args = [f"--config={TINY}", f"--workdir={tmp_path}", "--progress=none",
+            "--config.train.checkpoint_every=10", "--config.train.eval_every=10",
+            "--config.train.keep_checkpoints=3", "--config.train.audio_every=0",
+            "--config.train.num_final_samples=0"]
+    first = run_cli("avrnn_tf.train", *args, "--config.train.steps=20")
     assert first.returncode == 0, first.stderr
-    other = run_cli("avrnn_tf.train", "--config=configs/vrnn_gmm.py:tiny", f"--workdir={tmp_path}",
-                    "--progress=none", "--config.train.steps=10")
+    other = run_cli("avrnn_tf.train", "--config=configs/vrnn_gmm.py:tiny", *args[1:],
+                    "--config.train.steps=30")
     assert other.returncode == 2
     assert "model.emission: 'normal' -> 'gmm'" in other.stderr and "--force_resume" in other.stderr
+    data = tmp_path / "checkpoints" / "ckpt-20.data-00000-of-00001"
+    data.write_bytes(data.read_bytes()[:100])  # truncated, as by a failing disk
     # Only "how long / how often" fields may change silently.
-    longer = run_cli("avrnn_tf.train", f"--config={TINY}", f"--workdir={tmp_path}", "--progress=none",
-                     "--config.train.steps=8", "--config.train.log_every=2")
+    longer = run_cli("avrnn_tf.train", *args, "--config.train.steps=25",
+                     "--config.train.log_every=2")
     assert longer.returncode == 0, longer.stderr
-    forced = run_cli("avrnn_tf.train", f"--config={TINY}", f"--workdir={tmp_path}", "--progress=none",
-                     "--config.train.steps=10", "--config.train.learning_rate=0.01", "--force_resume")
+    assert "ckpt-20 is unreadable" in longer.stdout and "at step 10" in longer.stdout
+    forced = run_cli("avrnn_tf.train", *args, "--config.train.steps=30",
+                     "--config.train.learning_rate=0.01", "--force_resume")
     assert forced.returncode == 0, forced.stderr
     assert "train.learning_rate: 0.001 -> 0.01" in forced.stdout
 
@@ -230,19 +241,6 @@ def test_full_disk_before_training_and_at_a_save(tmp_path, loop_mod, monkeypatch
     monkeypatch.setattr(tf.train.CheckpointManager, "save", real_save)
     result = loop.train_and_evaluate(c, str(tmp_path / "b"), verbose=0)  # resumes from ckpt-20
     assert result["step"] == 30
-
-
-def test_an_unreadable_latest_checkpoint_falls_back_to_the_previous(tmp_path):
-    args = [f"--config={TINY}", f"--workdir={tmp_path}", "--progress=none",
-            "--config.train.steps=20", "--config.train.checkpoint_every=10",
-            "--config.train.eval_every=10", "--config.train.keep_checkpoints=3"]
-    assert run_cli("avrnn_tf.train", *args).returncode == 0
-    data = tmp_path / "checkpoints" / "ckpt-20.data-00000-of-00001"
-    data.write_bytes(data.read_bytes()[:100])  # truncated, as by a failing disk
-    result = run_cli("avrnn_tf.train", *args[:3], "--config.train.steps=25",
-                     *args[4:])
-    assert result.returncode == 0, result.stderr
-    assert "ckpt-20 is unreadable" in result.stdout and "at step 10" in result.stdout
 
 
 def test_thousands_of_frames_evaluate_without_overflow(tf):

@@ -28,6 +28,26 @@ def old_run(tmp_path):
     return str(path)
 
 
+@pytest.fixture(scope="module")
+def resumed(tf, tmp_path_factory):
+    """The fixture run resumed by the current code to step 3, a checkpoint at every step (shared:
+    tests that change it take a copy, `resumed_copy`)."""
+    from avrnn_tf import loop
+
+    path = str(tmp_path_factory.mktemp("resumed") / "run")
+    shutil.copytree(FIXTURE, path)
+    result = loop.train_and_evaluate(_config(path, steps=3, checkpoint_every=1), path, verbose=0)
+    assert result["step"] == 3
+    return path
+
+
+@pytest.fixture
+def resumed_copy(resumed, tmp_path):
+    path = tmp_path / "resumed"
+    shutil.copytree(resumed, path)
+    return str(path)
+
+
 def _config(workdir, **train):
     from avrnn_tf import restore
 
@@ -72,7 +92,8 @@ def test_a_pre_change_checkpoint_loads_evaluates_and_exports_without_a_trainer(t
     assert frames.shape == (2, 3, 8) and np.all(np.isfinite(frames.numpy()))
 
 
-def test_a_pre_change_checkpoint_resumes_and_new_checkpoints_hold_the_network_as_a_root(tf, old_run):
+def test_a_pre_change_checkpoint_resumes_and_new_checkpoints_hold_the_network_as_a_root(
+        tf, old_run, resumed):
     from avrnn_tf import loop, restore
 
     before = restore.load_run(old_run).network
@@ -84,10 +105,11 @@ def test_a_pre_change_checkpoint_resumes_and_new_checkpoints_hold_the_network_as
             np.testing.assert_array_equal(v.numpy(), w)  # the optimizer's step and the weights
     finally:
         run.lock.release()
-    assert loop.train_and_evaluate(_config(old_run, steps=3), old_run, verbose=0)["step"] == 3
-    latest = tf.train.latest_checkpoint(os.path.join(old_run, "checkpoints"))
+    # Resumed to step 3 (the `resumed` fixture): the new checkpoints have the new layout.
+    latest = tf.train.latest_checkpoint(os.path.join(resumed, "checkpoints"))
+    assert latest.endswith("ckpt-3")
     assert {"network", "model", "optimizer"} <= restore.root_children(latest)
-    assert restore.load_run(old_run).step == 3
+    assert restore.load_run(resumed).step == 3
 
 
 def test_held_out_metrics_has_no_side_effects(tf, old_run):
@@ -106,11 +128,11 @@ def test_held_out_metrics_has_no_side_effects(tf, old_run):
     assert metrics["valid"]["loss"] == pytest.approx(-metrics["valid"]["elbo_per_frame"])
 
 
-def test_issue14_item1_damaged_final_checkpoint_is_resaved_and_named(tf, old_run, tmp_path, capsys):
+def test_issue14_item1_damaged_final_checkpoint_is_resaved_and_named(tf, resumed_copy, tmp_path,
+                                                                   capsys):
     from avrnn_tf import export, loop, restore
 
-    config = _config(old_run, steps=3, checkpoint_every=1)
-    loop.train_and_evaluate(config, old_run, verbose=0)
+    old_run = resumed_copy  # Trained to step 3, a checkpoint at every step.
     final = os.path.join(old_run, "checkpoints", "ckpt-3")
     _cut(final)
     loop.train_and_evaluate(_config(old_run, steps=3, checkpoint_every=1), old_run, verbose=0)
@@ -130,14 +152,14 @@ def test_issue14_item1_damaged_final_checkpoint_is_resaved_and_named(tf, old_run
         export.export(old_run, str(tmp_path / "export"), checkpoint="ckpt-3")
 
 
-def test_issue14_item7_disk_precheck_counts_what_rotation_deletes(tf, old_run, monkeypatch):
+def test_issue14_item7_disk_precheck_counts_what_rotation_deletes(tf, resumed_copy, monkeypatch):
     """After a full disk, "rerun the same command" must resume when rotation makes room: the
     checkpoints already on disk are replaced, not added to."""
     from collections import namedtuple
 
     from avrnn_tf import loop
 
-    loop.train_and_evaluate(_config(old_run, steps=3, checkpoint_every=1), old_run, verbose=0)
+    old_run = resumed_copy  # Trained to step 3, a checkpoint at every step.
     one = os.path.getsize(os.path.join(old_run, "checkpoints", "ckpt-3.data-00000-of-00001"))
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10 ** 9, 10 ** 9 - 2 * one, 2 * one))

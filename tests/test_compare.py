@@ -15,14 +15,14 @@ JSB = os.path.join(SHARED_DATA, "jsb", "JSB_Chorales.mat")
 
 
 def test_independent_notes_baseline_matches_its_closed_form(tmp_path):
-    from avrnn_tf.experiments import compare
+    from avrnn_tf.experiments import specs
 
     # Note 60 is on in 1 of 4 training frames, note 40 in every one, the rest never; the test
     # frames hold note 60 twice and nothing else once.
     path = tmp_path / "rolls.json"
     path.write_text(json.dumps({"train": [[[40, 60], [40], [40], [40]]], "valid": [[[60]]],
                                 "test": [[[60], [60], []]]}))
-    value, seqs, frames = compare.independent_notes(str(path))
+    value, seqs, frames = specs.independent_notes(str(path))
     eps = 1e-4  # Frequencies are clipped to [eps, 1 - eps].
     silent = 86 * math.log1p(-eps) + math.log(eps)  # 86 never-played notes off, note 40 off.
     expected = (2 * (math.log(0.25) + silent) + (math.log(0.75) + silent)) / 3
@@ -31,13 +31,13 @@ def test_independent_notes_baseline_matches_its_closed_form(tmp_path):
 
 
 def test_config_overrides_are_typed_and_checked():
-    from avrnn_tf.experiments import compare
+    from avrnn_tf.experiments import specs
 
-    config = compare.load_config("configs/vrnn_gauss.py:tiny+train.objective=fivo+"
+    config = specs.load_config("configs/vrnn_gauss.py:tiny+train.objective=fivo+"
                                  "train.num_particles=4+model.residual_posterior=true", "jsb")
     assert (config.train.objective, config.train.num_particles) == ("fivo", 4)
     assert config.model.residual_posterior is True and config.data.format == "pianoroll"
-    assert compare.config_name("configs/vrnn_gauss.py:tiny+train.objective=fivo") == \
+    assert specs.config_name("configs/vrnn_gauss.py:tiny+train.objective=fivo") == \
         "vrnn_gauss:tiny+objective=fivo"
 
 

@@ -5,6 +5,7 @@ seeds, evaluates each run's best checkpoint on the test split, and writes one ma
   avrnn-compare --outdir=runs/compare --configs=configs/vrnn_gauss.py:tiny --datasets=jsb --steps=60
   avrnn-compare --outdir=runs/jsb --datasets=jsb --steps=0 --seeds=0,1,2 --bounds=elbo,iwae,fivo \\
       --configs=configs/rnn_gauss.py,configs/vrnn_gauss.py,configs/vrnn_gauss.py+train.objective=fivo+train.num_particles=4
+  python -m avrnn_tf.experiments.compare ...     # the same program
 
 A config is "path[:variants][+field=value...]": it is loaded with the dataset's variant added
 (`:fsdd` or `:jsb`, the recipes of avrnn_tf/config.py), then each `+field=value` sets one config
@@ -32,6 +33,7 @@ from absl import flags
 
 from avrnn_tf import cli
 from avrnn_tf import config as config_lib
+from avrnn_tf.experiments import specs
 from avrnn_tf.tf_setup import import_tensorflow
 
 FLAGS = flags.FLAGS
@@ -68,43 +70,12 @@ def fail(message):
     cli.fail("avrnn-compare", message)
 
 
-def parse_value(name, text):
-    """`text` as the type of config field `name` (bool, int, float or str)."""
-    kind = type(config_lib.BY_NAME[name].default)
-    if kind is bool:
-        if text.lower() not in ("true", "false", "1", "0"):
-            raise ValueError(f"expected true or false, got {text!r}")
-        return text.lower() in ("true", "1")
-    return kind(text)
-
-
 def load_config(spec, dataset):
     """Config of `spec` ("path[:variants][+field=value...]") with the dataset's variant added."""
-    base, *overrides = spec.split("+")
-    path, _, variants = base.partition(":")
     try:
-        config = config_lib.load_file(f"{path}:{','.join(filter(None, [variants, dataset]))}")
+        return specs.load_config(spec, dataset)
     except config_lib.ConfigError as e:
         fail(str(e))
-    for item in overrides:
-        name, eq, text = item.partition("=")
-        if not eq or name not in config_lib.BY_NAME:
-            fail(f"--configs={spec}: '+{item}' is not field=value with a config field "
-                 f"(e.g. +train.objective=fivo){config_lib.suggest(name) if eq else ''}")
-        group, field = name.split(".")
-        try:
-            config[group][field] = parse_value(name, text)
-        except ValueError as e:
-            fail(f"--configs={spec}: {name}={text}: {e}")
-    return config
-
-
-def config_name(spec):
-    """Table/directory name of a spec: the file's name, then its variants and overrides."""
-    base, *overrides = spec.split("+")
-    path, _, variants = base.partition(":")
-    name = os.path.basename(path)[:-3] + (":" + variants if variants else "")
-    return "+".join([name] + [o.split(".", 1)[-1] for o in overrides])
 
 
 def apply_budget(config, dataset):
@@ -206,25 +177,11 @@ def mean_std(values):
     return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
 
 
-def independent_notes(path):
-    """Test log-likelihood per frame of the independent-notes model (each note on with its
-    training-frame frequency): the floor every piano-roll model starts from."""
-    import numpy as np
-
-    from avrnn_tf.data import pianoroll
-
-    rolls = pianoroll.load_rolls(path)
-    p = np.clip(np.concatenate(rolls["train"]).astype(np.float64).mean(axis=0), 1e-4, 1 - 1e-4)
-    test = np.concatenate(rolls["test"]).astype(np.float64)
-    loglik = test @ np.log(p) + (1 - test) @ np.log1p(-p)
-    return float(loglik.sum() / len(test)), len(rolls["test"]), len(test)
-
-
 def table(rows):
     k = FLAGS.num_samples
     names = {"elbo": "ELBO", "iwae": f"IWAE-{k}", "fivo": f"FIVO-{k}"}
-    lines = [f"| dataset | model (config) | kind / emission | params | seeds | best step / steps | "
-             f"train time (s) | " + " | ".join(f"test {names[b]} / frame" for b in FLAGS.bounds) +
+    lines = ["| dataset | model (config) | kind / emission | params | seeds | best step / steps | "
+             "train time (s) | " + " | ".join(f"test {names[b]} / frame" for b in FLAGS.bounds) +
              " | valid ELBO fall after best (max) | test sequences / frames |",
              "|---|---|---|---:|---:|---:|---:|" + "---:|" * len(FLAGS.bounds) + "---:|---|"]
     for r in rows:
@@ -308,7 +265,7 @@ def main(argv):
             fail(f"unknown dataset {dataset!r} (expected fsdd or jsb)")
         seen = {}
         for spec in FLAGS.configs:
-            name = config_name(spec)
+            name = specs.config_name(spec)
             config = apply_budget(load_config(spec, dataset), dataset)
             signature = model_signature(config)
             if signature in seen:
@@ -338,7 +295,7 @@ def main(argv):
             print(table(rows[-1:]).splitlines()[-1], flush=True)
         if dataset == "jsb":
             rows.append({"dataset": dataset, "name": "independent notes (training frequencies)",
-                         "baseline": independent_notes(config.data.path)})
+                         "baseline": specs.independent_notes(config.data.path)})
         plot_curves(rows, dataset, os.path.join(FLAGS.outdir, f"{dataset}_valid_curves.png"))
     text = table(rows)
     command = "avrnn-compare " + " ".join(sys.argv[1:])

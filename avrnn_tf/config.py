@@ -166,6 +166,9 @@ FIELDS = (
           at_least(1)),
     Field("train.optimizer", "adam", "optimizer", one_of(names.OPTIMIZERS)),
     Field("train.learning_rate", 1e-3, "learning rate", between(0, 10, True, True)),
+    Field("train.weight_decay", 0.0, "decoupled weight decay (AdamW / Loshchilov & Hutter 2019): "
+          "each step w -= learning_rate * weight_decay * w on weight matrices (biases excluded); "
+          "0 = off", between(0, 1, open_high=True)),
     Field("train.clip_norm", 10.0, "global-norm gradient clipping; <= 0 disables it"),
     Field("train.kl_weight", 1.0, "weight of the KL term of the ELBO", at_least(0)),
     Field("train.kl_anneal", False, "KL weight min(cap, start + increment * step) instead of "

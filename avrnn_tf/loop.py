@@ -71,9 +71,16 @@ class TrainingStopped(RuntimeError):
 
 
 def make_optimizer(train):
+    """The reconstruction/ELBO optimizer. train.weight_decay > 0 adds decoupled weight decay
+    (Keras applies w -= lr * wd * w before the update) to the weight matrices, not the biases."""
+    decay = float(train.weight_decay) or None
     if train.optimizer == "adam":
-        return keras.optimizers.Adam(train.learning_rate)
-    return keras.optimizers.RMSprop(train.learning_rate)
+        optimizer = keras.optimizers.Adam(train.learning_rate, weight_decay=decay)
+    else:
+        optimizer = keras.optimizers.RMSprop(train.learning_rate, weight_decay=decay)
+    if decay:
+        optimizer.exclude_from_weight_decay(var_names=["bias"])
+    return optimizer
 
 
 # Multi-worker runs agree on a received signal every this many steps (one all-reduce each).

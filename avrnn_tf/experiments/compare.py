@@ -285,8 +285,7 @@ def main(argv):
                 try:
                     runs.append(run_one(config, workdir))
                 except loop.TrainingStopped as e:  # A signal, non-finite steps, a failed save.
-                    print(f"avrnn-compare: {workdir}: {e}; rerun the same command to resume",
-                          file=sys.stderr, flush=True)
+                    print(f"avrnn-compare: {workdir}: {e}", file=sys.stderr, flush=True)
                     sys.exit(e.exit_code)
             if not runs:
                 rows.append({"dataset": dataset, "name": name, "missing": True})

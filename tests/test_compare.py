@@ -69,6 +69,13 @@ def test_two_seeds_give_mean_and_std_of_their_runs_and_a_rerun_trains_nothing(tm
         assert float(std) == pytest.approx(np.std(values, ddof=1), abs=1e-3)
     assert "independent notes" in text and os.path.getsize(tmp_path / "jsb_valid_curves.png") > 0
     assert all(rec["curve"] and rec["curve"][-1][0] == 12 for rec in records)
+    # The fall column: the worst seed's (best - last) validation ELBO, in nats and as a share.
+    falls = [max(v for _, v in rec["curve"]) - rec["curve"][-1][1] for rec in records]
+    worst = int(np.argmax(falls))
+    best_worst = max(v for _, v in records[worst]["curve"])
+    nats, share = re.search(r"\| (\d+\.\d+) \((\d+\.\d)%\) \|", row).groups()
+    assert float(nats) == pytest.approx(falls[worst], abs=6e-3)
+    assert float(share) == pytest.approx(100 * falls[worst] / abs(best_worst), abs=0.06)
     stamps = [os.path.getmtime(run / "checkpoints") for run in runs]
     r = run_cli("avrnn_tf.experiments.compare", *args)
     assert r.returncode == 0, r.stderr

@@ -69,6 +69,9 @@ def test_two_seeds_give_mean_and_std_of_their_runs_and_a_rerun_trains_nothing(tm
         assert float(std) == pytest.approx(np.std(values, ddof=1), abs=1e-3)
     assert "independent notes" in text and os.path.getsize(tmp_path / "jsb_valid_curves.png") > 0
     assert all(rec["curve"] and rec["curve"][-1][0] == 12 for rec in records)
+    # One segment each: the event files' training span is inside the invocation's wall time.
+    assert all(0 < rec["train_seconds_all_segments"] <= rec["train_seconds"] for rec in records), [
+        (rec["train_seconds_all_segments"], rec["train_seconds"]) for rec in records]
     # The fall column: the worst seed's (best - last) validation ELBO, in nats and as a share.
     falls = [max(v for _, v in rec["curve"]) - rec["curve"][-1][1] for rec in records]
     worst = int(np.argmax(falls))

@@ -1,4 +1,4 @@
-"""frame_changes.fall_breakdown: where a held-out fall sits (hand-computed cases)."""
+"""frame_changes.fall_breakdown (hand-computed cases) and scalars.training_seconds (segments)."""
 
 import numpy as np
 
@@ -31,3 +31,24 @@ def test_a_uniform_fall_has_no_concentration():
     np.testing.assert_allclose(out["fall_per_frame"], 2.0)
     np.testing.assert_allclose(out["worst_0.2_share_of_fall"], 0.2)
     assert out["fraction_better"] == 0 and out["onset_fraction"] == 0
+
+
+def test_training_seconds_adds_the_segments_of_a_resumed_run(tmp_path):
+    import tensorflow as tf
+
+    from avrnn_tf.experiments.scalars import training_seconds
+
+    def write(directory, events):
+        with tf.io.TFRecordWriter(str(directory / f"events.out.tfevents.{len(events)}.host")) as w:
+            for wall_time, tag in events:
+                event = tf.compat.v1.Event(wall_time=wall_time, step=1)
+                event.summary.value.add(tag=tag, simple_value=1.0)
+                w.write(event.SerializeToString())
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    write(tmp_path / "a", [(100.0, "train/loss"), (115.0, "valid/loss"), (130.0, "train/loss")])
+    # The second segment, then an evaluation long after training (not training time).
+    write(tmp_path / "b", [(500.0, "train/loss"), (520.0, "train/loss"), (900.0, "eval/test/elbo")])
+    assert training_seconds(str(tmp_path)) == 50.0
+    assert training_seconds(str(tmp_path / "missing")) == 0.0

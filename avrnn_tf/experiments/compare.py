@@ -132,6 +132,7 @@ def run_one(config, workdir):
                                            max_sequences=FLAGS.max_test_sequences)
         record.setdefault("eval", {})[key] = result
     record["curve"] = validation_curve(workdir)
+    record["train_seconds_all_segments"] = all_segments_seconds(workdir)
     with open(record_path, "w") as f:
         json.dump(record, f, indent=1)
     return record
@@ -148,6 +149,7 @@ def finished_record(workdir, config):
     if record.get("steps") != config.train.steps or eval_key() not in record.get("eval", {}):
         return None
     record["curve"] = validation_curve(workdir)
+    record["train_seconds_all_segments"] = all_segments_seconds(workdir)
     return record
 
 
@@ -158,6 +160,14 @@ def validation_curve(workdir):
 
     steps, values = read_scalars(os.path.join(workdir, "tensorboard")).get(CURVE_TAG, ([], []))
     return [[int(s), float(v)] for s, v in zip(steps, values)]
+
+
+def all_segments_seconds(workdir):
+    """Training wall time of every segment of a resumed run (from its event files); `train_seconds`
+    in compare.json counts only the invocation that finished it."""
+    from avrnn_tf.experiments.scalars import training_seconds
+
+    return round(training_seconds(os.path.join(workdir, "tensorboard")), 1)
 
 
 def fall_after_best(curve):
@@ -182,7 +192,7 @@ def table(rows):
     k = FLAGS.num_samples
     names = {"elbo": "ELBO", "iwae": f"IWAE-{k}", "fivo": f"FIVO-{k}"}
     lines = ["| dataset | model (config) | kind / emission | params | seeds | best step / steps | "
-             "train time (s) | " + " | ".join(f"test {names[b]} / frame" for b in FLAGS.bounds) +
+             "train wall time (s) | " + " | ".join(f"test {names[b]} / frame" for b in FLAGS.bounds) +
              " | valid ELBO fall after best, worst seed: nats/frame (%) | test sequences / frames |",
              "|---|---|---|---:|---:|---:|---:|" + "---:|" * len(FLAGS.bounds) + "---:|---|"]
     for r in rows:
@@ -206,7 +216,8 @@ def table(rows):
         cells = [mean_std([e["bounds"][b]["per_frame"] for e in evals]) for b in FLAGS.bounds]
         best_steps = sum(e["step"] for e in evals) / len(evals)
         steps = sum((run["curve"][-1][0] if run["curve"] else run["steps"]) for run in runs) / len(runs)
-        seconds = sum(run["train_seconds"] for run in runs) / len(runs)
+        seconds = sum(run.get("train_seconds_all_segments") or run["train_seconds"]
+                      for run in runs) / len(runs)
         fall = max(fall_after_best(run["curve"]) for run in runs) if all(
             run["curve"] for run in runs) else (float("nan"), float("nan"))
         lines.append(

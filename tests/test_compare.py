@@ -92,3 +92,30 @@ def test_two_seeds_give_mean_and_std_of_their_runs_and_a_rerun_trains_nothing(tm
     row = next(line for line in (tmp_path / "comparison.md").read_text().splitlines()
                if "vrnn_gauss:tiny" in line)
     assert row.split("|")[5].strip() == "2" and re.findall(r"(-?\d+\.\d+) ± ", row)[0] == cells[0][0]
+
+
+def test_latest_checkpoint_and_diagnostics_columns(tmp_path):
+    args = (f"--outdir={tmp_path}", "--datasets=jsb", "--steps=12", "--bounds=elbo",
+            "--configs=configs/vrnn_gauss.py:tiny,configs/rnn_gauss.py:tiny", "--num_samples=2",
+            "--max_test_sequences=4", "--checkpoint=latest", "--diagnostics", "--critic_steps=5")
+    r = run_cli("avrnn_tf.experiments.compare", *args)
+    assert r.returncode == 0, r.stderr
+    record = json.loads((tmp_path / "jsb" / "vrnn_gauss_tiny" / "seed0" / "compare.json").read_text())
+    (key, result), = record["eval"].items()
+    assert key.endswith(":latest:diagnostics5")
+    assert result["step"] == 12 and "/best/" not in result["checkpoint"]  # Not the best one.
+    assert result["diagnostics"]["fresh_critic"]["steps"] == 5
+    text = (tmp_path / "comparison.md").read_text()
+    assert "latest checkpoint is evaluated" in text and "evaluated step / steps" in text
+    assert "fresh-critic W" in text.splitlines()[4]  # The header row.
+    vrnn = next(line for line in text.splitlines() if "| vrnn_gauss:tiny |" in line)
+    kl, aggregate, information, w = (float(c) for c in vrnn.rstrip(" |").split("|")[-4:])
+    split = result["diagnostics"]["kl_split"]
+    assert kl == pytest.approx(split["kl_per_frame"], abs=1e-3)
+    assert kl == pytest.approx(aggregate + information, abs=3e-3)  # KL = aggregate + information.
+    assert w == pytest.approx(result["diagnostics"]["fresh_critic"]["wasserstein"], abs=1e-3)
+    # A model without a latent variable is evaluated without diagnostics: blank cells.
+    rnn = next(line for line in text.splitlines() if "| rnn_gauss:tiny |" in line)
+    assert rnn.endswith("| | | | |")
+    r = run_cli("avrnn_tf.experiments.compare", *args[:-3], "--checkpoint=newest")
+    assert r.returncode == 2 and "--checkpoint=newest: expected best or latest" in r.stderr

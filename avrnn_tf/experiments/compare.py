@@ -1,6 +1,7 @@
 """avrnn-compare: trains every model of a list on FSDD and/or JSB with one protocol and several
-seeds, evaluates each run's best checkpoint on the test split, and writes one markdown table
-(mean +- std over seeds of every bound, in nats per frame) with validation curves.
+seeds, evaluates each run's best checkpoint (or, --checkpoint=latest, its last) on the test split,
+and writes one markdown table (mean +- std over seeds of every bound, in nats per frame) with
+validation curves; --diagnostics adds the KL split and a fresh critic's Wasserstein estimate.
 
   avrnn-compare --outdir=runs/compare --configs=configs/vrnn_gauss.py:tiny --datasets=jsb --steps=60
   avrnn-compare --outdir=runs/jsb --datasets=jsb --steps=0 --seeds=0,1,2 --bounds=elbo,iwae,fivo \\
@@ -57,6 +58,13 @@ flags.DEFINE_integer("mlp_units", 0, "MLP width for every model (0 = config's)."
 flags.DEFINE_integer("fsdd_max_files", 0, "Read only the first N FSDD files (0 = all 3,000).")
 flags.DEFINE_integer("num_samples", 100, "K of the IWAE-K and FIVO-K columns.")
 flags.DEFINE_integer("max_test_sequences", 0, "Evaluate the first N test sequences (0 = all).")
+flags.DEFINE_string("checkpoint", "best", "Checkpoint evaluated in every run: best (by the run's "
+                    "own validation objective) or latest (a fixed budget, e.g. with early "
+                    "stopping off).")
+flags.DEFINE_bool("diagnostics", False, "Also run avrnn-eval's latent diagnostics on the test "
+                  "split: columns for the KL split (aggregate + information term) and the fresh "
+                  "critic's Wasserstein estimate (avrnn_tf/diagnostics.py).")
+flags.DEFINE_integer("critic_steps", 1000, "Training steps of the diagnostics' fresh critic.")
 flags.DEFINE_string("fsdd_path", "", "FSDD directory ('' = the configs' :fsdd variant, "
                     "configs/datasets.py).")
 flags.DEFINE_string("jsb_path", "", "JSB Chorales file ('' = the configs' :jsb variant, "
@@ -108,8 +116,12 @@ def model_signature(config):
 
 
 def eval_key():
-    return (f"test:{','.join(FLAGS.bounds)}:k{FLAGS.num_samples}:"
-            f"max{FLAGS.max_test_sequences}")
+    key = f"test:{','.join(FLAGS.bounds)}:k{FLAGS.num_samples}:max{FLAGS.max_test_sequences}"
+    if FLAGS.checkpoint != "best":
+        key += f":{FLAGS.checkpoint}"
+    if FLAGS.diagnostics:
+        key += f":diagnostics{FLAGS.critic_steps}"
+    return key
 
 
 def run_one(config, workdir):
@@ -128,8 +140,14 @@ def run_one(config, workdir):
         record = {"steps": config.train.steps, "train_seconds": round(time.time() - start, 1)}
     key = eval_key()
     if key not in record.get("eval", {}):
-        result = evaluate.evaluate_workdir(workdir, tuple(FLAGS.bounds), FLAGS.num_samples, "test",
-                                           max_sequences=FLAGS.max_test_sequences)
+        from avrnn_tf import registry
+
+        latent = getattr(registry.network_class(config.model.kind), "latent", True)
+        result = evaluate.evaluate_workdir(
+            workdir, tuple(FLAGS.bounds), FLAGS.num_samples, "test",
+            checkpoint="" if FLAGS.checkpoint == "best" else FLAGS.checkpoint,
+            max_sequences=FLAGS.max_test_sequences, diagnostics=FLAGS.diagnostics and latent,
+            critic_steps=FLAGS.critic_steps)
         record.setdefault("eval", {})[key] = result
     record["curve"] = validation_curve(workdir)
     record["train_seconds_all_segments"] = all_segments_seconds(workdir)
@@ -191,24 +209,28 @@ def mean_std(values):
 def table(rows):
     k = FLAGS.num_samples
     names = {"elbo": "ELBO", "iwae": f"IWAE-{k}", "fivo": f"FIVO-{k}"}
-    lines = ["| dataset | model (config) | kind / emission | params | seeds | best step / steps | "
+    lines = ["| dataset | model (config) | kind / emission | params | seeds | "
+             f"{'best' if FLAGS.checkpoint == 'best' else 'evaluated'} step / steps | "
              "train wall time (s) | " + " | ".join(f"test {names[b]} / frame" for b in FLAGS.bounds) +
-             " | valid ELBO fall after best, worst seed: nats/frame (%) | test sequences / frames |",
-             "|---|---|---|---:|---:|---:|---:|" + "---:|" * len(FLAGS.bounds) + "---:|---|"]
+             " | valid ELBO fall after best, worst seed: nats/frame (%) | test sequences / frames |" +
+             DIAGNOSTIC_HEADER * FLAGS.diagnostics,
+             "|---|---|---|---:|---:|---:|---:|" + "---:|" * len(FLAGS.bounds) + "---:|---|" +
+             "---:|---:|---:|---:|" * FLAGS.diagnostics]
+    extra = " |" * (4 * FLAGS.diagnostics)
     for r in rows:
         if "same_as" in r:
             lines.append(f"| {r['dataset']} | {r['name']} | (trained once as {r['same_as']}: same "
-                         "model on piano-rolls) |" + " |" * (6 + len(FLAGS.bounds)))
+                         "model on piano-rolls) |" + " |" * (6 + len(FLAGS.bounds)) + extra)
             continue
         if "missing" in r:
             lines.append(f"| {r['dataset']} | {r['name']} | (no finished run yet) |" +
-                         " |" * (6 + len(FLAGS.bounds)))
+                         " |" * (6 + len(FLAGS.bounds)) + extra)
             continue
         if "baseline" in r:
             value, seqs, frames = r["baseline"]
             lines.append(f"| {r['dataset']} | {r['name']} | exact | 88 | | | | " +
                          " | ".join(f"{value:.3f}" for _ in FLAGS.bounds) +
-                         f" | | {seqs} / {frames} |")
+                         f" | | {seqs} / {frames} |" + extra)
             continue
         runs = r["runs"]
         evals = [run["eval"][eval_key()] for run in runs]
@@ -224,8 +246,26 @@ def table(rows):
             f"| {r['dataset']} | {r['name']} | {first['model']['kind']} / {first['model']['emission']} | "
             f"{first['num_parameters']:,} | {len(runs)} | {best_steps:,.0f} / {steps:,.0f} | "
             f"{seconds:.0f} | " + " | ".join(cells) + f" | {fall[0]:.2f} ({100 * fall[1]:.1f}%) | "
-            f"{first['num_sequences']} / {first['num_frames']} |")
+            f"{first['num_sequences']} / {first['num_frames']} |" +
+            (diagnostic_cells(evals) if FLAGS.diagnostics else ""))
     return "\n".join(lines)
+
+
+DIAGNOSTIC_HEADER = (" test KL / frame | aggregate KL / frame | information term / frame |"
+                     " fresh-critic W |")
+
+
+def diagnostic_cells(evals):
+    """Mean ± std over seeds of the KL split and the fresh critic's W (blank for models without a
+    latent variable, whose evaluations carry no diagnostics)."""
+    diags = [e.get("diagnostics") for e in evals]
+    if not all(diags) or any(d.get("kl_split") is None for d in diags):
+        return " |" * 4
+    split = [d["kl_split"] for d in diags]
+    cells = [mean_std([k[name] for k in split])
+             for name in ("kl_per_frame", "aggregate_kl", "information_term")]
+    cells.append(mean_std([d["fresh_critic"]["wasserstein"] for d in diags]))
+    return " " + " | ".join(cells) + " |"
 
 
 def plot_curves(rows, dataset, path):
@@ -270,6 +310,10 @@ def main(argv):
         seeds = [int(s) for s in FLAGS.seeds]
     except ValueError:
         fail(f"--seeds={','.join(FLAGS.seeds)}: expected comma-separated integers")
+    if FLAGS.checkpoint not in ("best", "latest"):
+        fail(f"--checkpoint={FLAGS.checkpoint}: expected best or latest")
+    if FLAGS.critic_steps < 1:
+        fail(f"--critic_steps={FLAGS.critic_steps}: expected at least 1")
     os.makedirs(FLAGS.outdir, exist_ok=True)
     rows = []
     for dataset in FLAGS.datasets:
@@ -310,9 +354,11 @@ def main(argv):
         plot_curves(rows, dataset, os.path.join(FLAGS.outdir, f"{dataset}_valid_curves.png"))
     text = table(rows)
     command = "avrnn-compare " + " ".join(sys.argv[1:])
+    evaluated = ("the best checkpoint (by each run's own validation objective)"
+                 if FLAGS.checkpoint == "best" else "each run's latest checkpoint")
     with open(os.path.join(FLAGS.outdir, "comparison.md"), "w") as f:
         f.write(f"Command: `{command}`\n\nSeeds {', '.join(map(str, seeds))}; mean ± sample std over "
-                f"seeds; the best checkpoint (by each run's own validation objective) is evaluated. "
+                f"seeds; {evaluated} is evaluated. "
                 f"Curves: {', '.join(d + '_valid_curves.png' for d in FLAGS.datasets)}.\n\n{text}\n")
     print(text)
 

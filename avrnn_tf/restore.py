@@ -106,8 +106,12 @@ def best_checkpoint(workdir):
     info = _read_json(info_path, "the best checkpoint's record") if os.path.exists(info_path) else {}
     what = info.get("criterion", "loss")
     value = info.get("value", -info["valid_loss"] if "valid_loss" in info else float("nan"))
-    return path, (f"the best checkpoint: the highest validation {what} of the run ({value:.4f} "
-                  f"nats/frame; checkpoints/best.json); --checkpoint=latest for the newest")
+    why = (f"the best checkpoint: the highest validation {what} of the run ({value:.4f} "
+           f"nats/frame; checkpoints/best.json); --checkpoint=latest for the newest")
+    if re.search(r"ckpt-0$", path):  # E.g. A-VRNN at the paper's settings (BUILD_NOTES 8.4).
+        why += ("; NOTE: that is the untrained initial model (step 0): the validation "
+                f"{what} never improved on it during training")
+    return path, why
 
 
 def find_checkpoint(workdir, checkpoint=""):

@@ -188,3 +188,18 @@ def test_issue14_item9_leftovers_are_removed_and_startup_sigterm_prints_one_line
     assert proc.returncode == 143
     ours = [line for line in err.splitlines() if line.startswith("avrnn-train:")]
     assert len(ours) == 1 and "stopped by SIGTERM during start-up" in ours[0]
+
+
+@pytest.mark.parametrize("step, flagged", [(0, True), (200, False)])
+def test_a_best_checkpoint_at_step_0_is_named_as_the_untrained_model(tmp_path, step, flagged):
+    from avrnn_tf import restore
+
+    best = tmp_path / "checkpoints" / "best"
+    best.mkdir(parents=True)
+    (best / f"ckpt-{step}.index").write_bytes(b"")
+    (best / "checkpoint").write_text(f'model_checkpoint_path: "ckpt-{step}"\n')
+    (tmp_path / "checkpoints" / "best.json").write_text(
+        '{"criterion": "elbo_per_frame", "value": -354.4}')
+    path, why = restore.best_checkpoint(str(tmp_path))
+    assert path.endswith(f"ckpt-{step}") and "-354.4000" in why
+    assert ("untrained initial model (step 0)" in why) == flagged

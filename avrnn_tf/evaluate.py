@@ -234,7 +234,7 @@ def evaluate_workdir(workdir, bounds_to_run=("elbo",), num_samples=100, split="t
     try:
         if diagnostics:  # Checked before anything heavy is loaded.
             kind = restore.read_config(workdir).model.kind
-            if not getattr(registry.network_class(kind), "latent", True):
+            if not registry.has_latent(kind):
                 raise EvalError(f"--diagnostics: model kind {kind!r} has no latent variables to "
                                 "diagnose")
         run = restore.load_run(workdir, checkpoint, warn=log)

@@ -45,6 +45,8 @@ class SequenceModel(abc.ABC):
     # posterior). Its per-step filter then proposes from a_t/b_t computed on the whole given
     # sequence by `step_inputs`: FIVO stays unbiased but resamples on a proposal that looked ahead.
     posterior_reads_future = False
+    # Whether the model has latent variables (False only for the RNN, whose likelihood is exact).
+    latent = True
 
     # ----------------------------------------------------------------- shapes and sizes
     @abc.abstractmethod

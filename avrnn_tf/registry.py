@@ -28,6 +28,11 @@ def network_class(kind):
     return NETWORKS[kind]
 
 
+def has_latent(kind):
+    """Whether networks of `kind` have latent variables (every kind but `rnn`)."""
+    return network_class(kind).latent
+
+
 def create_network(spec):
     """Builds (and creates the variables of) the network described by the `models.ModelSpec`."""
     network = network_class(spec.kind)(spec, name=f"{spec.kind}_{spec.emission}")

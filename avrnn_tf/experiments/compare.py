@@ -142,15 +142,14 @@ def run_one(config, workdir):
     if key not in record.get("eval", {}):
         from avrnn_tf import registry
 
-        latent = getattr(registry.network_class(config.model.kind), "latent", True)
         result = evaluate.evaluate_workdir(
             workdir, tuple(FLAGS.bounds), FLAGS.num_samples, "test",
             checkpoint="" if FLAGS.checkpoint == "best" else FLAGS.checkpoint,
-            max_sequences=FLAGS.max_test_sequences, diagnostics=FLAGS.diagnostics and latent,
+            max_sequences=FLAGS.max_test_sequences,
+            diagnostics=FLAGS.diagnostics and registry.has_latent(config.model.kind),
             critic_steps=FLAGS.critic_steps)
         record.setdefault("eval", {})[key] = result
-    record["curve"] = validation_curve(workdir)
-    record["train_seconds_all_segments"] = all_segments_seconds(workdir)
+    add_curve_and_time(record, workdir)
     with open(record_path, "w") as f:
         json.dump(record, f, indent=1)
     return record
@@ -166,26 +165,21 @@ def finished_record(workdir, config):
         record = json.load(f)
     if record.get("steps") != config.train.steps or eval_key() not in record.get("eval", {}):
         return None
-    record["curve"] = validation_curve(workdir)
-    record["train_seconds_all_segments"] = all_segments_seconds(workdir)
+    add_curve_and_time(record, workdir)
     return record
 
 
-def validation_curve(workdir):
-    """[(step, valid ELBO per frame)] of a run, from its TensorBoard files; the last step trained
-    (where early stopping ended the run, or the budget) is the last entry."""
-    from avrnn_tf.experiments.scalars import read_scalars
+def add_curve_and_time(record, workdir):
+    """Sets record["curve"], [(step, valid ELBO per frame)] from the run's TensorBoard files (the
+    last step trained - where early stopping ended the run, or the budget - is the last entry),
+    and record["train_seconds_all_segments"], the training wall time of every segment of a resumed
+    run (`train_seconds` counts only the invocation that finished it); one pass over the files."""
+    from avrnn_tf.experiments.scalars import read_run
 
-    steps, values = read_scalars(os.path.join(workdir, "tensorboard")).get(CURVE_TAG, ([], []))
-    return [[int(s), float(v)] for s, v in zip(steps, values)]
-
-
-def all_segments_seconds(workdir):
-    """Training wall time of every segment of a resumed run (from its event files); `train_seconds`
-    in compare.json counts only the invocation that finished it."""
-    from avrnn_tf.experiments.scalars import training_seconds
-
-    return round(training_seconds(os.path.join(workdir, "tensorboard")), 1)
+    curves, seconds = read_run(os.path.join(workdir, "tensorboard"))
+    steps, values = curves.get(CURVE_TAG, ([], []))
+    record["curve"] = [[int(s), float(v)] for s, v in zip(steps, values)]
+    record["train_seconds_all_segments"] = round(seconds, 1)
 
 
 def fall_after_best(curve):

@@ -266,3 +266,43 @@ def test_eval_diagnostics_refuses_a_model_without_latents(tmp_path):
     result = run_cli("avrnn_tf.evaluate", f"--workdir={tmp_path}", "--split=valid", "--diagnostics")
     assert result.returncode == 2
     assert "'rnn' has no latent" in result.stderr and "Traceback" not in result.stderr
+
+
+# ----------------------------------------------------------------- avrnn-reproduce's curves
+
+def test_reproduce_diagnoses_every_checkpoint_once_and_as_eval_does(tf, tmp_path, monkeypatch):
+    """avrnn-reproduce draws the KL split and the fresh-critic W at every checkpoint of a run:
+    each point must be what diagnose_run gives for that checkpoint alone (same seed), the cache
+    must spare a rerun the work, and new settings must not reuse old points."""
+    from avrnn_tf import diagnostics, evaluate, restore
+    from avrnn_tf.experiments import reproduce_paper
+
+    workdir = str(tmp_path / "run")
+    result = run_cli("avrnn_tf.train", "--config=configs/avrnn.py:tiny", f"--workdir={workdir}",
+                     "--progress=none", "--config.train.steps=4", "--config.train.eval_every=2",
+                     "--config.train.checkpoint_every=2", "--config.train.keep_checkpoints=5",
+                     "--config.train.audio_every=0", "--config.train.num_final_samples=0",
+                     "--config.data.synthetic_utterances=80")
+    assert result.returncode == 0, result.stderr
+    points = reproduce_paper.diagnostics_curve(workdir, critic_steps=3, max_sequences=4)
+    assert [p["step"] for p in points] == [2, 4]
+    for p in points:
+        assert p["kl_per_frame"] == pytest.approx(p["aggregate_kl"] + p["information_term"])
+        assert np.isfinite(p["fresh_w"]) and np.isfinite(p["training_w"])
+
+    run = restore.load_run(workdir, checkpoint="ckpt-2")
+    batches, _ = evaluate.held_out_batches(run.config, run.stats, "valid",
+                                           run.config.data.valid_batch_size, 4)
+    alone = diagnostics.scalars(diagnostics.diagnose_run(run.config, run.network, batches,
+                                                         run.checkpoint, 3, run.config.train.seed))
+    assert points[0]["aggregate_kl"] == pytest.approx(alone["aggregate_kl"], rel=1e-5)
+    assert points[0]["fresh_w"] == pytest.approx(alone["fresh_critic_wasserstein"], rel=1e-4)
+    assert points[0]["training_w"] == pytest.approx(alone["training_critic_wasserstein"], rel=1e-4)
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a cached checkpoint was diagnosed again")
+
+    monkeypatch.setattr(diagnostics, "diagnose_run", must_not_run)
+    assert reproduce_paper.diagnostics_curve(workdir, critic_steps=3, max_sequences=4) == points
+    with pytest.raises(AssertionError, match="diagnosed again"):  # Other settings: recomputed.
+        reproduce_paper.diagnostics_curve(workdir, critic_steps=4, max_sequences=4)

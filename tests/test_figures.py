@@ -108,3 +108,45 @@ def check_reproduce_figures(reproduce_paper, saved, tmp_path):
         assert fig.get_suptitle().endswith(f", step 100, seed {seed}")
         for ax in fig.axes:
             assert ax.get_xlabel() == "training step" and ax.get_ylabel() and ax.get_title()
+
+
+def test_reproduce_paper_draws_the_kl_split_and_both_critics_when_diagnosed(monkeypatch, tmp_path):
+    from absl import flags
+
+    from avrnn_tf.experiments import reproduce_paper
+
+    saved = []
+    monkeypatch.setattr(figures, "save", lambda fig, path: saved.append((fig, path)))
+    steps = np.arange(25, 101, 25)
+    ones = np.ones(len(steps))
+    curves = {"vrnn_gauss": {"train/elbo_per_frame": (steps, -ones), "train/kl_per_frame": (steps, ones)},
+              "avrnn_wgan": {tag: (steps, ones) for tag in (
+                  "train/recon_per_frame", "train/elbo_per_frame", "train/kl_per_frame",
+                  "train/critic_loss", "train/adversarial_loss", "train/grad_norm_recon",
+                  "train/grad_norm_critic", "train/grad_norm_adversarial")}}
+    point = lambda step, agg, info, fresh, training: {
+        "step": step, "kl_per_frame": agg + info, "aggregate_kl": agg, "information_term": info,
+        "active_units": 4, "fresh_w": fresh, "training_w": training}
+    diagnosed = {"avrnn_wgan": [point(50, 30.0, 70.0, 20.0, 0.5), point(100, 40.0, 90.0, 25.0, 0.6)],
+                 "vrnn_gauss": [point(50, 1.0, 9.0, 1.5, None), point(100, 1.0, 10.0, 1.4, None)]}
+    parsed = flags.FLAGS.is_parsed()
+    flags.FLAGS.mark_as_parsed()
+    try:
+        reproduce_paper.plot(curves, str(tmp_path), diagnosed)
+    finally:
+        if not parsed:
+            flags.FLAGS.unparse_flags()
+    (fig2, _), (fig3, _) = saved
+    split = fig2.axes[2]
+    drawn = {line.get_label(): list(line.get_ydata()) for line in split.get_lines()}
+    label = reproduce_paper.label
+    assert drawn[f"{label('avrnn_wgan')}: pooled (aggregate) KL"] == [30.0, 40.0]
+    assert drawn[f"{label('avrnn_wgan')}: information term"] == [70.0, 90.0]
+    assert drawn[f"{label('vrnn_gauss')}: information term"] == [9.0, 10.0]
+    w = fig3.axes[2]
+    drawn = {line.get_label(): list(line.get_ydata()) for line in w.get_lines()}
+    assert drawn[f"{label('avrnn_wgan')}: fresh WGAN-GP critic"] == [20.0, 25.0]
+    assert drawn[f"{label('avrnn_wgan')}: its training critic (rescaled)"] == [0.5, 0.6]
+    assert f"{label('vrnn_gauss')}: its training critic (rescaled)" not in drawn  # VRNN has none.
+    for ax in (split, w):
+        assert ax.get_xlabel() == "training step" and ax.get_ylabel() and ax.get_title()

@@ -11,11 +11,16 @@ optimizer (RMSProp, train.learning_rate); the only difference is the training al
 audio works as --data (FSDD, or a TIMIT directory: SPHERE files are read by soundfile).
 
 Writes into --out:
-  fig2_elbo_vs_reconstruction.png   Figure 2 analogue: reconstruction loss and -ELBO per frame
-  fig3_critic_adversarial.png       Figure 3 analogue: critic and adversarial loss, W_hat, and the
-                                    gradient norms of the three phases
-  results.md                        held-out ELBO per frame (validation and test splits) and what
-                                    the curves say, with the command that made them
+  fig2_elbo_vs_reconstruction.png   Figure 2 analogue: reconstruction loss and -ELBO per frame, the
+                                    KL, and the KL split on validation at every checkpoint (the
+                                    pooled part a z-only critic can see + the information term)
+  fig3_critic_adversarial.png       Figure 3 analogue: critic and adversarial loss, the gradient
+                                    norms of the three phases, and a fresh WGAN-GP critic's
+                                    Wasserstein estimate on validation at every checkpoint beside
+                                    the training critic's own
+  results.md                        held-out ELBO per frame (validation and test splits), the
+                                    diagnostics of the last checkpoint and what the curves say,
+                                    with the command that made them
 The training runs (checkpoints, TensorBoard) stay in --workdir; a rerun resumes them.
 """
 
@@ -53,6 +58,13 @@ flags.DEFINE_float("learning_rate", 1e-3, "RMSProp rate of the reconstruction / 
 flags.DEFINE_list("critics", ["wgan"], "A-VRNN runs, one per critic: wgan (the paper) | wgan_gp | gan.")
 flags.DEFINE_bool("ablation", False, "Also train A-VRNN with the critic and adversarial phases off "
                   "(reconstruction phase only), to see what the regulariser changes.")
+flags.DEFINE_bool("hybrid", False, "Also train the hybrid (configs/avrnn.py:hybrid: the paper's "
+                  "clipped critic with the KL kept in the reconstruction phase at weight 1).")
+flags.DEFINE_integer("critic_steps", 300, "Training steps of the fresh WGAN-GP critic that the "
+                     "diagnostics train on every checkpoint (avrnn_tf/diagnostics.py); 0 = no "
+                     "diagnostics (the figures then lack the KL split and the fresh-critic W).")
+flags.DEFINE_integer("diagnostics_sequences", 64, "Validation sequences the diagnostics read per "
+                     "checkpoint (0 = all).")
 flags.DEFINE_integer("log_every", 25, "Steps between logged training scalars.")
 flags.DEFINE_integer("eval_every", 250, "Steps between validation passes.")
 
@@ -70,8 +82,8 @@ def load_config(name):
 
 def model_names():
     """Run names: one "avrnn_<critic>" per --critics entry, then "vrnn_gauss"."""
-    return ([f"avrnn_{c}" for c in FLAGS.critics] + (["avrnn_none"] if FLAGS.ablation else [])
-            + ["vrnn_gauss"])
+    return ([f"avrnn_{c}" for c in FLAGS.critics] + (["avrnn_hybrid"] if FLAGS.hybrid else [])
+            + (["avrnn_none"] if FLAGS.ablation else []) + ["vrnn_gauss"])
 
 
 def label(name):
@@ -79,6 +91,8 @@ def label(name):
         return "VRNN-Gauss (ELBO)"
     if name == "avrnn_none":
         return "A-VRNN, phases 2-3 off (reconstruction only)"
+    if name == "avrnn_hybrid":
+        return "A-VRNN + KL (hybrid, clipped WGAN critic)"
     return f"A-VRNN ({CRITIC_LABELS[name[len('avrnn_'):]]})"
 
 
@@ -90,9 +104,14 @@ def experiment_config(name):
                   batch_size=FLAGS.batch_size, train_frames=FLAGS.train_frames)
     c.train.update(steps=FLAGS.steps, optimizer="rmsprop", learning_rate=FLAGS.learning_rate,
                    log_every=FLAGS.log_every, eval_every=FLAGS.eval_every,
-                   checkpoint_every=FLAGS.eval_every, audio_every=0, num_final_samples=1)
+                   checkpoint_every=FLAGS.eval_every, audio_every=0, num_final_samples=1,
+                   keep_checkpoints=FLAGS.steps // FLAGS.eval_every + 2,  # All, for the diagnostics.
+                   early_stopping_patience=0, lr_decay_on_plateau=0.0)  # The paper's fixed budget.
     if name == "avrnn_none":
         c.adversarial.regularize = False
+    elif name == "avrnn_hybrid":
+        c.adversarial.update(kl_weight=1.0, critic_lstm_units=FLAGS.critic_lstm_units,
+                             critic_dense_units=FLAGS.critic_dense_units)
     elif name.startswith("avrnn"):
         c.adversarial.update(critic=name[len("avrnn_"):], critic_lstm_units=FLAGS.critic_lstm_units,
                              critic_dense_units=FLAGS.critic_dense_units)
@@ -124,7 +143,62 @@ def held_out_metrics(workdir):
             "test": score(corpus.test) if corpus.test else {}}
 
 
-def plot(curves, out):
+DIAGNOSTICS_FILE = "diagnostics_curve.json"
+
+
+def diagnostics_curve(workdir, critic_steps, max_sequences):
+    """The latent diagnostics of every checkpoint of a run, on its validation split, oldest first.
+
+    Each checkpoint is restored alone (restore.load_run) and diagnosed as `avrnn-eval --diagnostics`
+    does (diagnostics.diagnose_run, seed = the run's seed): the KL split (Gaussian moment fit) and a
+    fresh WGAN-GP critic trained for `critic_steps` steps, beside the training critic's estimate
+    for A-VRNN runs. Results are kept in <workdir>/diagnostics_curve.json, keyed by checkpoint step
+    and settings, so a rerun only diagnoses new checkpoints. Returns a list of
+    {"step", "kl_per_frame", "aggregate_kl", "information_term", "active_units",
+     "fresh_w", "training_w"} (the W entries None where not measured).
+    """
+    from avrnn_tf import diagnostics
+    from avrnn_tf import evaluate
+    from avrnn_tf import restore
+
+    path = os.path.join(workdir, DIAGNOSTICS_FILE)
+    settings = {"critic_steps": int(critic_steps), "max_sequences": int(max_sequences)}
+    cache = json.load(open(path)) if os.path.exists(path) else {}
+    if cache.get("settings") != settings:
+        cache = {"settings": settings, "points": {}}
+    points = cache["points"]
+    batches = None
+    for ckpt in reversed(restore.checkpoints_newest_first(workdir)):
+        if os.path.basename(ckpt).split("-")[-1] in points:  # ckpt-N is the checkpoint of step N.
+            continue
+        run = restore.load_run(workdir, checkpoint=ckpt)
+        if batches is None:
+            batches, _ = evaluate.held_out_batches(run.config, run.stats, "valid",
+                                                   run.config.data.valid_batch_size, max_sequences)
+        result = diagnostics.diagnose_run(run.config, run.network, batches, run.checkpoint,
+                                          critic_steps, run.config.train.seed)
+        values = diagnostics.scalars(result)
+        points[str(run.step)] = {
+            "step": int(run.step),
+            **{k: float(values[k]) for k in ("kl_per_frame", "aggregate_kl", "information_term",
+                                             "active_units")},
+            "fresh_w": values.get("fresh_critic_wasserstein"),
+            "training_w": values.get("training_critic_wasserstein"),
+        }
+        with open(path, "w") as f:  # After every checkpoint: an interrupted rerun keeps its work.
+            json.dump(cache, f, indent=1)
+    return sorted(points.values(), key=lambda p: p["step"])
+
+
+def diagnostics_series(points, key):
+    """(steps, values) arrays of one diagnostics entry, skipping checkpoints where it is None."""
+    import numpy as np
+
+    kept = [(p["step"], p[key]) for p in points if p.get(key) is not None]
+    return np.array([s for s, _ in kept]), np.array([v for _, v in kept], dtype=float)
+
+
+def plot(curves, out, diagnosed=None):
     from avrnn_tf import figures
 
     names = model_names()
@@ -133,8 +207,9 @@ def plot(curves, out):
     model = (f"A-VRNN vs VRNN-Gauss (h={FLAGS.h_dim}, z={FLAGS.z_dim}) on "
              f"{os.path.basename(os.path.normpath(FLAGS.data))}")
     step, seed = int(v["train/elbo_per_frame"][0][-1]), experiment_config(names[-1]).train.seed
+    diagnosed = {name: points for name, points in (diagnosed or {}).items() if points}
     fig, ax = figures.new_figure(figures.title(model, step, seed, "Figures 2-3 analogue"),
-                                 cols=2, width=10, height=3.8)
+                                 cols=3 if diagnosed else 2, width=15 if diagnosed else 10, height=3.8)
     for name in avrnns:
         s, y = curves[name]["train/recon_per_frame"]
         line, = ax[0].plot(s, y, label=f"{label(name)}: reconstruction loss")
@@ -151,12 +226,24 @@ def plot(curves, out):
     ax[1].set(xlabel="training step", ylabel="nats per frame", yscale="log",
               title="-ELBO minus reconstruction loss = KL")
     ax[1].legend(fontsize=7)
+    if diagnosed:
+        for name, points in diagnosed.items():
+            s, y = diagnostics_series(points, "aggregate_kl")
+            line, = ax[2].plot(s, y, "o-", ms=3, label=f"{label(name)}: pooled (aggregate) KL")
+            s, y = diagnostics_series(points, "information_term")
+            ax[2].plot(s, y, "x--", ms=4, color=line.get_color(), label=f"{label(name)}: information term")
+        ax[2].set(xlabel="training step", ylabel="nats per frame (symlog)",
+                  title="KL split on validation: pooled part + information term")
+        ax[2].set_yscale("symlog", linthresh=1.0)
+        ax[2].title.set_fontsize(9)
+        ax[2].legend(fontsize=6)
     figures.save(fig, os.path.join(out, "fig2_elbo_vs_reconstruction.png"))
 
     critics = [n for n in avrnns if "train/critic_loss" in curves[n]]
+    extra = 2 if diagnosed else 1
     fig, ax = figures.new_figure(figures.title(model, step, seed, "Figure 3 analogue"),
-                                 cols=len(critics) + 1, width=5 * (len(critics) + 1), height=3.8,
-                                 squeeze=False)
+                                 cols=len(critics) + extra, width=5 * (len(critics) + extra),
+                                 height=3.8, squeeze=False)
     ax = ax[0]
     for panel, name in zip(ax, critics):
         for tag, what in (("train/critic_loss", "critic loss"), ("train/adversarial_loss", "adversarial loss")):
@@ -176,6 +263,19 @@ def plot(curves, out):
     ax[1].set(xlabel="training step", ylabel="gradient norm", yscale="log",
               title="per-phase gradient norms")
     ax[1].legend(fontsize=6)
+    if diagnosed:
+        for name, points in diagnosed.items():
+            s, y = diagnostics_series(points, "fresh_w")
+            line, = ax[2].plot(s, y, "k--" if name == "vrnn_gauss" else "o-", ms=3,
+                               label=f"{label(name)}: fresh WGAN-GP critic")
+            s, y = diagnostics_series(points, "training_w")
+            if len(s) and name != "avrnn_gan":  # A GAN discriminator's gap is not a W_1 estimate.
+                ax[2].plot(s, y, "x:", ms=4, color=line.get_color(),
+                           label=f"{label(name)}: its training critic (rescaled)")
+        ax[2].axhline(0.0, color="k", lw=0.5)
+        ax[2].set(xlabel="training step", ylabel="Wasserstein-1 estimate (z units)",
+                  title="prior vs posterior on validation: W_hat")
+        ax[2].legend(fontsize=6)
     figures.save(fig, os.path.join(out, "fig3_critic_adversarial.png"))
 
 
@@ -185,7 +285,7 @@ def tail_mean(series, tag, fraction=0.1):
     return float(values[-n:].mean())
 
 
-def write_table(curves, results, seconds, out, command):
+def write_table(curves, results, seconds, out, command, diagnosed=None):
     lines = [
         "# A-VRNN vs VRNN-Gauss: reproduction of Huang & Xiao, Figures 2-3",
         "",
@@ -207,6 +307,22 @@ def write_table(curves, results, seconds, out, command):
                      f"{fmt(valid, 'elbo_per_frame')} | {fmt(valid, 'log_px_per_frame')} | "
                      f"{fmt(valid, 'kl_per_frame')} | {fmt(test, 'elbo_per_frame')} | "
                      f"{fmt(test, 'kl_per_frame')} |")
+    diagnosed = {name: points for name, points in (diagnosed or {}).items() if points}
+    if diagnosed:
+        lines += ["", f"Latent diagnostics of the last checkpoint on validation (avrnn_tf/diagnostics.py; "
+                  f"{FLAGS.critic_steps} fresh-critic steps, up to "
+                  f"{FLAGS.diagnostics_sequences or 'all'} sequences; nats per frame; W in z units):", "",
+                  "| model | step | KL/frame | pooled (aggregate) KL | information term | active units "
+                  "| fresh-critic W | training-critic W (rescaled) |",
+                  "|---|---|---|---|---|---|---|---|"]
+        number = lambda v: "-" if v is None else f"{v:.2f}"
+        for name in model_names():
+            if name in diagnosed:
+                p = diagnosed[name][-1]
+                lines.append(f"| {label(name)} | {p['step']} | {p['kl_per_frame']:.2f} | "
+                             f"{p['aggregate_kl']:.2f} | {p['information_term']:.2f} | "
+                             f"{p['active_units']:.0f} | {number(p['fresh_w'])} | "
+                             f"{number(p['training_w']) if name != 'avrnn_gan' else '-'} |")
     lines += ["", "Training curves (mean of the last 10% of logged points):", ""]
     for name in model_names():
         c = curves[name]
@@ -247,9 +363,12 @@ def main(argv):
     bad = [c for c in FLAGS.critics if c not in CRITIC_LABELS]
     if bad or not FLAGS.critics:
         raise app.UsageError(f"--critics={','.join(FLAGS.critics)}: expected a list of wgan, wgan_gp, gan")
+    for flag in ("critic_steps", "diagnostics_sequences"):
+        if FLAGS[flag].value < 0:
+            raise app.UsageError(f"--{flag}={FLAGS[flag].value}: expected an integer >= 0")
     os.makedirs(FLAGS.out, exist_ok=True)
     command = "python -m avrnn_tf.experiments.reproduce_paper " + " ".join(sys.argv[1:])
-    curves, results, seconds = {}, {}, {}
+    curves, results, seconds, diagnosed = {}, {}, {}, {}
     for name in model_names():
         config = experiment_config(name)
         workdir = os.path.join(FLAGS.workdir, name)
@@ -262,6 +381,9 @@ def main(argv):
         except (config_lib.ConfigError, DataError, restore.RestoreError) as e:
             print(f"reproduce_paper: error: {e}", file=sys.stderr)
             sys.exit(2)
+        except loop.TrainingStopped as e:  # A signal, non-finite steps, a failed save.
+            print(f"reproduce_paper: {workdir}: {e}", file=sys.stderr, flush=True)
+            sys.exit(e.exit_code)
         if os.path.exists(timing) and seconds[name] < 0.2 * json.load(open(timing))["seconds"]:
             seconds[name] = json.load(open(timing))["seconds"]  # Finished earlier; nothing trained now.
         else:
@@ -269,8 +391,15 @@ def main(argv):
                 json.dump({"seconds": seconds[name], "steps": result["step"]}, f)
         results[name] = result
         curves[name] = read_scalars(os.path.join(workdir, "tensorboard"))
-    plot(curves, FLAGS.out)
-    write_table(curves, results, seconds, FLAGS.out, command)
+        if FLAGS.critic_steps > 0:
+            try:
+                diagnosed[name] = diagnostics_curve(workdir, FLAGS.critic_steps,
+                                                    FLAGS.diagnostics_sequences)
+            except (restore.RestoreError, ValueError) as e:
+                print(f"reproduce_paper: error: diagnostics of {workdir}: {e}", file=sys.stderr)
+                sys.exit(2)
+    plot(curves, FLAGS.out, diagnosed)
+    write_table(curves, results, seconds, FLAGS.out, command, diagnosed)
     print(f"reproduce_paper: wrote {FLAGS.out}/fig2_elbo_vs_reconstruction.png, "
           f"fig3_critic_adversarial.png and results.md")
 

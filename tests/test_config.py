@@ -138,3 +138,14 @@ def test_timit_recipe_trains_on_a_timit_layout_tree(tmp_path):
     assert (stats["sample_rate"], stats["frame_size"]) == (16000, 200)
     assert stats["split_sizes"]["test"] == len(names["test"])  # TIMIT's own TEST folder.
     assert "valid fivo_per_frame" in r.stderr + r.stdout
+
+
+def test_avrnn_best_is_the_variant_chosen_in_build_notes(cfg):
+    """`configs/avrnn.py:best` names the recommended A-VRNN variant (BUILD_NOTES 9.2: the hybrid,
+    the clipped critic with the KL at weight 1 in the reconstruction phase); with a recipe it must
+    be that variant under the recipe, and the paper's setting must stay different."""
+    module = load_config_module("avrnn.py")
+    best, hybrid = module.get_config("best,fsdd"), module.get_config("hybrid,fsdd")
+    assert best.to_dict() == hybrid.to_dict()
+    assert best.adversarial.kl_weight == 1.0 and best.adversarial.critic == "wgan"
+    assert module.get_config("fsdd").adversarial.kl_weight == 0.0

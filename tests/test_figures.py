@@ -92,14 +92,19 @@ def test_reproduce_paper_figures_are_labelled_and_titled(monkeypatch, tmp_path):
             flags.FLAGS.unparse_flags()
 
 
-def check_reproduce_figures(reproduce_paper, saved, tmp_path):
+def reproduce_curves():
+    """Training curves of a VRNN-Gauss and a clipped-WGAN A-VRNN run, as read_scalars returns them."""
     steps = np.arange(25, 101, 25)
     ones = np.ones(len(steps))
-    curves = {"vrnn_gauss": {"train/elbo_per_frame": (steps, -ones), "train/kl_per_frame": (steps, ones)},
-              "avrnn_wgan": {tag: (steps, ones) for tag in (
-                  "train/recon_per_frame", "train/elbo_per_frame", "train/kl_per_frame",
-                  "train/critic_loss", "train/adversarial_loss", "train/grad_norm_recon",
-                  "train/grad_norm_critic", "train/grad_norm_adversarial")}}
+    return {"vrnn_gauss": {"train/elbo_per_frame": (steps, -ones), "train/kl_per_frame": (steps, ones)},
+            "avrnn_wgan": {tag: (steps, ones) for tag in (
+                "train/recon_per_frame", "train/elbo_per_frame", "train/kl_per_frame",
+                "train/critic_loss", "train/adversarial_loss", "train/grad_norm_recon",
+                "train/grad_norm_critic", "train/grad_norm_adversarial")}}
+
+
+def check_reproduce_figures(reproduce_paper, saved, tmp_path):
+    curves = reproduce_curves()
     reproduce_paper.plot(curves, str(tmp_path))
     assert [os.path.basename(p) for _, p in saved] == ["fig2_elbo_vs_reconstruction.png",
                                                        "fig3_critic_adversarial.png"]
@@ -117,13 +122,7 @@ def test_reproduce_paper_draws_the_kl_split_and_both_critics_when_diagnosed(monk
 
     saved = []
     monkeypatch.setattr(figures, "save", lambda fig, path: saved.append((fig, path)))
-    steps = np.arange(25, 101, 25)
-    ones = np.ones(len(steps))
-    curves = {"vrnn_gauss": {"train/elbo_per_frame": (steps, -ones), "train/kl_per_frame": (steps, ones)},
-              "avrnn_wgan": {tag: (steps, ones) for tag in (
-                  "train/recon_per_frame", "train/elbo_per_frame", "train/kl_per_frame",
-                  "train/critic_loss", "train/adversarial_loss", "train/grad_norm_recon",
-                  "train/grad_norm_critic", "train/grad_norm_adversarial")}}
+    curves = reproduce_curves()
     point = lambda step, agg, info, fresh, training: {
         "step": step, "kl_per_frame": agg + info, "aggregate_kl": agg, "information_term": info,
         "active_units": 4, "fresh_w": fresh, "training_w": training}

@@ -109,11 +109,11 @@ def experiment_config(name):
                    early_stopping_patience=0, lr_decay_on_plateau=0.0)  # The paper's fixed budget.
     if name == "avrnn_none":
         c.adversarial.regularize = False
-    elif name == "avrnn_hybrid":
-        c.adversarial.update(kl_weight=1.0, critic_lstm_units=FLAGS.critic_lstm_units,
-                             critic_dense_units=FLAGS.critic_dense_units)
     elif name.startswith("avrnn"):
-        c.adversarial.update(critic=name[len("avrnn_"):], critic_lstm_units=FLAGS.critic_lstm_units,
+        hybrid = name == "avrnn_hybrid"  # The clipped WGAN critic with the KL at weight 1.
+        c.adversarial.update(critic="wgan" if hybrid else name[len("avrnn_"):],
+                             kl_weight=1.0 if hybrid else 0.0,
+                             critic_lstm_units=FLAGS.critic_lstm_units,
                              critic_dense_units=FLAGS.critic_dense_units)
     return c
 
@@ -183,7 +183,9 @@ def diagnostics_curve(workdir, critic_steps, max_sequences):
             **{k: float(values[k]) for k in ("kl_per_frame", "aggregate_kl", "information_term",
                                              "active_units")},
             "fresh_w": values.get("fresh_critic_wasserstein"),
-            "training_w": values.get("training_critic_wasserstein"),
+            # A GAN discriminator's logit gap is not a W_1 estimate: not drawn beside the fresh W.
+            "training_w": (values.get("training_critic_wasserstein")
+                           if (result["training_critic"] or {}).get("type") != "gan" else None),
         }
         with open(path, "w") as f:  # After every checkpoint: an interrupted rerun keeps its work.
             json.dump(cache, f, indent=1)
@@ -207,7 +209,7 @@ def plot(curves, out, diagnosed=None):
     model = (f"A-VRNN vs VRNN-Gauss (h={FLAGS.h_dim}, z={FLAGS.z_dim}) on "
              f"{os.path.basename(os.path.normpath(FLAGS.data))}")
     step, seed = int(v["train/elbo_per_frame"][0][-1]), experiment_config(names[-1]).train.seed
-    diagnosed = {name: points for name, points in (diagnosed or {}).items() if points}
+    diagnosed = diagnosed or {}
     fig, ax = figures.new_figure(figures.title(model, step, seed, "Figures 2-3 analogue"),
                                  cols=3 if diagnosed else 2, width=15 if diagnosed else 10, height=3.8)
     for name in avrnns:
@@ -269,7 +271,7 @@ def plot(curves, out, diagnosed=None):
             line, = ax[2].plot(s, y, "k--" if name == "vrnn_gauss" else "o-", ms=3,
                                label=f"{label(name)}: fresh WGAN-GP critic")
             s, y = diagnostics_series(points, "training_w")
-            if len(s) and name != "avrnn_gan":  # A GAN discriminator's gap is not a W_1 estimate.
+            if len(s):
                 ax[2].plot(s, y, "x:", ms=4, color=line.get_color(),
                            label=f"{label(name)}: its training critic (rescaled)")
         ax[2].axhline(0.0, color="k", lw=0.5)
@@ -307,7 +309,7 @@ def write_table(curves, results, seconds, out, command, diagnosed=None):
                      f"{fmt(valid, 'elbo_per_frame')} | {fmt(valid, 'log_px_per_frame')} | "
                      f"{fmt(valid, 'kl_per_frame')} | {fmt(test, 'elbo_per_frame')} | "
                      f"{fmt(test, 'kl_per_frame')} |")
-    diagnosed = {name: points for name, points in (diagnosed or {}).items() if points}
+    diagnosed = diagnosed or {}
     if diagnosed:
         lines += ["", f"Latent diagnostics of the last checkpoint on validation (avrnn_tf/diagnostics.py; "
                   f"{FLAGS.critic_steps} fresh-critic steps, up to "
@@ -322,7 +324,7 @@ def write_table(curves, results, seconds, out, command, diagnosed=None):
                 lines.append(f"| {label(name)} | {p['step']} | {p['kl_per_frame']:.2f} | "
                              f"{p['aggregate_kl']:.2f} | {p['information_term']:.2f} | "
                              f"{p['active_units']:.0f} | {number(p['fresh_w'])} | "
-                             f"{number(p['training_w']) if name != 'avrnn_gan' else '-'} |")
+                             f"{number(p['training_w'])} |")
     lines += ["", "Training curves (mean of the last 10% of logged points):", ""]
     for name in model_names():
         c = curves[name]
@@ -393,11 +395,12 @@ def main(argv):
         curves[name] = read_scalars(os.path.join(workdir, "tensorboard"))
         if FLAGS.critic_steps > 0:
             try:
-                diagnosed[name] = diagnostics_curve(workdir, FLAGS.critic_steps,
-                                                    FLAGS.diagnostics_sequences)
+                points = diagnostics_curve(workdir, FLAGS.critic_steps, FLAGS.diagnostics_sequences)
             except (restore.RestoreError, ValueError) as e:
                 print(f"reproduce_paper: error: diagnostics of {workdir}: {e}", file=sys.stderr)
                 sys.exit(2)
+            if points:  # A run without checkpoints has nothing to draw.
+                diagnosed[name] = points
     plot(curves, FLAGS.out, diagnosed)
     write_table(curves, results, seconds, FLAGS.out, command, diagnosed)
     print(f"reproduce_paper: wrote {FLAGS.out}/fig2_elbo_vs_reconstruction.png, "

@@ -3,7 +3,12 @@
 Object graph (what restore.py reads without a trainer):
 
     tf.train.Checkpoint(network=<the network>, model=<the trainer>, optimizer=<its optimizer>,
-                        validation=<ValidationCounters: early stopping, plateau>)
+                        validation=<ValidationCounters: early stopping, plateau>
+                        [, training_weights=<averaging.WeightAverage's copy>])
+
+With train.ema_decay > 0 the network in every checkpoint holds the averaged weights and
+`training_weights` the weights training steps (averaging.py), so readers of `network` get the
+average and a resumed run swaps the two back.
 
 The network is its own root child, so evaluation and export restore it alone
 (`tf.train.Checkpoint(network=...)`). The trainer still holds the network (model/network/...), and
@@ -26,6 +31,7 @@ import shutil
 import numpy as np
 import tensorflow as tf
 
+from avrnn_tf import averaging
 from avrnn_tf import restore as restore_lib
 from avrnn_tf import workdir as workdir_lib
 
@@ -107,15 +113,18 @@ class Checkpointer:
       log: prints one line.
     """
 
-    def __init__(self, network, trainer, workdir, read_dir, keep, collective, log):
+    def __init__(self, network, trainer, workdir, read_dir, keep, collective, log, average=None):
         self.trainer, self.collective, self.log = trainer, collective, log
+        self.average = average
         self.validation = ValidationCounters()
+        extra = {averaging.CHECKPOINT_CHILD: average.trackable} if average is not None else {}
         self.checkpoint = tf.train.Checkpoint(network=network, model=trainer,
-                                              optimizer=trainer.optimizer, validation=self.validation)
+                                              optimizer=trainer.optimizer, validation=self.validation,
+                                              **extra)
         # Checkpoints written before the counters existed restore through this one (the counters
         # keep their initial values: no validation recorded yet).
         self.without_counters = tf.train.Checkpoint(network=network, model=trainer,
-                                                    optimizer=trainer.optimizer)
+                                                    optimizer=trainer.optimizer, **extra)
         folder = os.path.join(workdir, "checkpoints")
         if os.path.isdir(folder):
             remove_leftovers(folder, log)
@@ -158,9 +167,11 @@ class Checkpointer:
         `damaged` and skipped); returns the step (0 when there is none)."""
         for path in reversed(self.restore_manager.checkpoints):
             try:
-                root = self.checkpoint if "validation" in restore_lib.root_children(path) \
-                    else self.without_counters
+                children = restore_lib.root_children(path)
+                root = self.checkpoint if "validation" in children else self.without_counters
                 root.restore(path).assert_existing_objects_matched()
+                if self.average is not None:
+                    self.average.after_restore(averaging.CHECKPOINT_CHILD in children)
             except Exception as e:  # A damaged file fails in many ways (DataLoss, IndexError, ...).
                 self.log(f"checkpoint {path} is unreadable ({type(e).__name__}: "
                          f"{str(e).splitlines()[0][:200]}); trying the previous one")
@@ -176,7 +187,7 @@ class Checkpointer:
 
     def weights_finite(self):
         return all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in self.trainer.variables
-                   if "float" in str(v.dtype))
+                   if "float" in str(v.dtype)) and (self.average is None or self.average.finite())
 
     def save(self, manager=None):
         """Writes a checkpoint of the current step (once per step) unless a weight is non-finite.
@@ -199,7 +210,8 @@ class Checkpointer:
                      f"the last checkpoint ({manager.latest_checkpoint}) is kept")
             return None
         try:
-            path = manager.save(checkpoint_number=self.step)
+            with averaging.averaged(self.average):  # `network` holds the average (averaging.py).
+                path = manager.save(checkpoint_number=self.step)
         except (tf.errors.OpError, OSError) as e:
             what = "the disk is full" if workdir_lib.is_disk_full(e) else str(e).splitlines()[0]
             raise SaveFailed(

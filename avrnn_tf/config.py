@@ -169,6 +169,9 @@ FIELDS = (
     Field("train.weight_decay", 0.0, "decoupled weight decay (AdamW / Loshchilov & Hutter 2019): "
           "each step w -= learning_rate * weight_decay * w on weight matrices (biases excluded); "
           "0 = off", between(0, 1, open_high=True)),
+    Field("train.ema_decay", 0.0, "exponential moving average of the weights (averaging.py): "
+          "validation, checkpoints, samples, evaluation and export use the average with this "
+          "decay (e.g. 0.999); 0 = off", between(0, 1, open_high=True)),
     Field("train.clip_norm", 10.0, "global-norm gradient clipping; <= 0 disables it"),
     Field("train.kl_weight", 1.0, "weight of the KL term of the ELBO", at_least(0)),
     Field("train.kl_anneal", False, "KL weight min(cap, start + increment * step) instead of "

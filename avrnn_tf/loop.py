@@ -22,6 +22,10 @@ the same weights as an uninterrupted run (bitwise with `train.deterministic`). N
 skipped by the trainer and stop the run after `train.max_nonfinite_steps` in a row; a checkpoint is
 never written with non-finite weights.
 
+Weight averaging (`train.ema_decay` > 0, averaging.py): validation, the best checkpoint, generated
+clips and every checkpoint's `network` use an exponential moving average of the weights, updated
+after each step; training steps its own weights, which checkpoints keep beside the average.
+
 Validation rounds: after each round the validation value of the bound the run trains
 (`<train.objective>_per_frame`; the ELBO for A-VRNN) keeps the best checkpoint, counts rounds
 without improvement for early stopping (`train.early_stopping_patience`) and the plateau decay of
@@ -44,6 +48,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from avrnn_tf import averaging
 from avrnn_tf import callbacks as callbacks_lib
 from avrnn_tf import checkpointing
 from avrnn_tf import config as config_lib
@@ -303,10 +308,11 @@ class Run:
             self.network = registry.create_network(config_lib.model_spec(
                 config, data.frame_size, emission_bias_for(config, self.data.corpus)))
             self.trainer = build_trainer(config, self.network)
+            self.average = averaging.maybe_create(t.ema_decay, self.network.trainable_variables)
         tf.random.set_seed(None)
         self.checkpoints = checkpointing.Checkpointer(
             self.network, self.trainer, workdir, self.read_dir, t.keep_checkpoints,
-            self.collective, log)
+            self.collective, log, self.average)
         self.checkpoints.check_disk(workdir)
         self.writer = (tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
                        if self.is_chief else tf.summary.create_noop_writer())
@@ -375,11 +381,12 @@ class Run:
     def evaluate(self):
         """Validation metrics, handed to every callback's `on_evaluate`; keeps the best checkpoint
         and counts the round for early stopping and the plateau decay (ValidationCounters)."""
-        result = self.validation_metrics()
-        for callback in self.callbacks:
-            callback.on_evaluate(result)
-        t, loss = self.config.train, -float(result[self.criterion])
-        self.save_best(loss)
+        with averaging.averaged(self.average):  # Validated, summarised and kept: the average.
+            result = self.validation_metrics()
+            for callback in self.callbacks:
+                callback.on_evaluate(result)
+            t, loss = self.config.train, -float(result[self.criterion])
+            self.save_best(loss)
         _, factor = self.checkpoints.validation.record(loss, self.step, t)
         if factor:
             self.decay_learning_rates(factor)
@@ -407,7 +414,8 @@ class Run:
         """Waveforms [num, samples] in [-1, 1] sampled from the model (de-standardized)."""
         frame_size = self.config.data.frame_size
         frames = max(1, int(round(seconds * self.data.corpus.sample_rate / frame_size)))
-        out = self.sampler(num, frames, tf.constant([seed, 7], tf.int32))
+        with averaging.averaged(self.average):
+            out = self.sampler(num, frames, tf.constant([seed, 7], tf.int32))
         wave = self.data.standardizer.invert(tf.reshape(out, [num, -1]).numpy())
         return np.clip(wave, -1.0, 1.0).astype(np.float32)
 
@@ -447,6 +455,8 @@ class StepControl(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         run, t = self.run, self.run.config.train
+        if run.average is not None:  # Before anything reads or saves this step's average.
+            run.average.update()
         step = run.step
         run.sync_interrupted(step)
         if logs and int(logs.get("nonfinite_streak", 0)) >= t.max_nonfinite_steps:

@@ -7,6 +7,9 @@ own root child of the checkpoint; checkpoints written before that, which reach i
 trainer as model/network, are read through that path). No optimizer, critic or trainer is built,
 and nothing in the workdir is written.
 
+A run trained with weight averaging (`train.ema_decay`, averaging.py) keeps the averaged weights
+as the checkpoint's network, so they are what is restored here (the line says so).
+
 Then every network weight is checked to equal some tensor of the checkpoint: a restore can succeed
 while matching nothing for a variable that is not a named child of the network, and a freshly
 initialised weight never equals a saved one exactly, so the check catches a silent partial restore.
@@ -244,4 +247,6 @@ def load_run(workdir, checkpoint="", warn=None):
         why = whys.get(path) or default_why.get(checkpoint) or f"the checkpoint named {checkpoint!r}"
         if i and checkpoint in ("", "latest"):
             why = "the newest readable checkpoint (a newer one is unreadable)"
+        if "training_weights" in root_children(path):  # averaging.CHECKPOINT_CHILD
+            why += f"; its weights are the moving average (train.ema_decay = {config.train.ema_decay})"
         return LoadedRun(config, stats, network, int(match.group(1)) if match else -1, path, why)

@@ -211,7 +211,8 @@ def test_a_signal_to_one_worker_stops_both_at_the_same_step_then_both_resume(tmp
     workdir = tmp_path / "run"
     addresses = [f"localhost:{p}" for p in free_ports(2)]
     common = ["--config=configs/vrnn_gauss.py:tiny", f"--workdir={workdir}",
-              "--strategy=multi_worker", "--progress=none", "--config.train.steps=100000",
+              "--strategy=multi_worker", "--progress=bar", "--config.train.log_every=5",
+              "--config.train.steps=100000",
               "--config.train.eval_every=100000", "--config.train.checkpoint_every=100000",
               "--config.train.audio_every=0", "--config.train.num_final_samples=0"]
     procs = []
@@ -228,12 +229,14 @@ def test_a_signal_to_one_worker_stops_both_at_the_same_step_then_both_resume(tmp
     for r in readers:
         r.start()
     try:
-        deadline = time.time() + 180
-        while not any("steps 0 -> 100000" in line for line in outputs[1]):
-            assert time.time() < deadline and procs[1].poll() is None, "worker 1 did not start"
+        # Wait until training has taken steps (a progress line, every 5 steps; a fixed sleep let
+        # a loaded machine signal before the first step), then signal worker 1 alone.
+        deadline = time.time() + 240
+        stepped = re.compile(r"^step [1-9]\d*/100000 ")
+        while not any(stepped.match(line) for o in outputs for line in list(o)):
+            assert time.time() < deadline and all(p.poll() is None for p in procs), \
+                ("the workers did not start training", ["".join(e)[-2000:] for e in errors])
             time.sleep(0.2)
-        # Train for a while (checkpoints only at the stop), then signal worker 1 alone.
-        time.sleep(3)
         procs[1].send_signal(signal.SIGTERM)
         codes = [p.wait(timeout=120) for p in procs]
     finally:

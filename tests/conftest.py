@@ -87,6 +87,16 @@ def read_events(logdir):
     return found
 
 
+def checkpoint_tensors(path):
+    """{name: value} of every tensor the checkpoint `path` saved (weights, optimizer slots,
+    counters), without its save counter and object graph."""
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(path)
+    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+            if "_CHECKPOINTABLE" not in k and not k.startswith("save_counter")}
+
+
 def load_config_file(name, arg=None):
     """`get_config(arg)` of configs/<name> loaded by path, as `--config=configs/<name>` does."""
     import importlib.util

@@ -12,7 +12,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import load_config_file, read_events, run_cli
+from conftest import checkpoint_tensors, load_config_file, read_events, run_cli
 
 DAMAGE_AFTER = 10
 STEPS = 60
@@ -69,12 +69,6 @@ def history(workdir):
     return sorted(dict(events["valid/elbo_per_frame"]).items())
 
 
-def checkpoint(tf, path):
-    reader = tf.train.load_checkpoint(path)
-    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
-            if "_CHECKPOINTABLE" not in k and not k.startswith("save_counter")}
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(libs, tmp_path_factory):
     loop, damage = libs
@@ -89,7 +83,7 @@ def test_early_stopping_and_plateau_decay_follow_the_validation_history(tf, unin
     stop, lr, best_step = expected(seen, 3, 0.5, 1, 3e-4)
     assert stop is not None and stop < STEPS and best_step <= DAMAGE_AFTER  # The damage worked.
     assert result["stopped_early"] and result["step"] == stop == seen[-1][0]
-    values = checkpoint(tf, os.path.join(workdir, "checkpoints", f"ckpt-{stop}"))
+    values = checkpoint_tensors(os.path.join(workdir, "checkpoints", f"ckpt-{stop}"))
     rate = [v for k, v in values.items() if k.startswith("optimizer/_learning_rate")]
     assert len(rate) == 1 and lr < LR
     np.testing.assert_allclose(float(rate[0]), lr, rtol=1e-6)
@@ -109,8 +103,8 @@ def test_a_resumed_run_stops_and_decays_where_an_uninterrupted_one_does(tf, libs
     assert not first["stopped_early"]
     second = loop.train_and_evaluate(config(), split, verbose=0, callbacks=[damage])
     assert second["stopped_early"] and second["step"] == result["step"]
-    want = checkpoint(tf, os.path.join(workdir, "checkpoints", f"ckpt-{result['step']}"))
-    got = checkpoint(tf, os.path.join(split, "checkpoints", f"ckpt-{result['step']}"))
+    want = checkpoint_tensors(os.path.join(workdir, "checkpoints", f"ckpt-{result['step']}"))
+    got = checkpoint_tensors(os.path.join(split, "checkpoints", f"ckpt-{result['step']}"))
     assert set(got) == set(want)
     for name in want:  # weights, optimizer slots and rate, the early-stopping counters
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)
@@ -168,7 +162,7 @@ def test_a_plateau_decays_every_optimizer_of_an_avrnn_run_by_the_same_factor(tf,
         # Halved twice, the critic's second halving stopped at the floor.
         want = dict(reconstruction=2.5e-4, critic=4e-5, adversarial=5e-5)
         assert rates() == pytest.approx(want, rel=1e-6)
-        saved = checkpoint(tf, run.save())
+        saved = checkpoint_tensors(run.save())
     finally:
         run.lock.release()
     held = sorted(float(v) for k, v in saved.items() if k.endswith("_learning_rate/.ATTRIBUTES/"

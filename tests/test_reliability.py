@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import PROJECT_ROOT, read_events, run_cli
+from conftest import checkpoint_tensors, PROJECT_ROOT, read_events, run_cli
 
 TINY = "configs/vrnn_gauss.py:tiny"
 EXACT = ["--config.train.deterministic=True", "--config.train.steps=40",
@@ -26,12 +26,6 @@ def start(workdir, *args):
         stderr=subprocess.PIPE, text=True)
 
 
-def checkpoint_values(tf, path):
-    reader = tf.train.load_checkpoint(path)
-    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
-            if not name.startswith("save_counter") and "_CHECKPOINTABLE" not in name}
-
-
 def wait_for_checkpoint(workdir, timeout=120):
     state = os.path.join(workdir, "checkpoints", "checkpoint")
     deadline = time.time() + timeout
@@ -44,7 +38,7 @@ def test_sigkill_at_random_moments_then_resume_reaches_the_same_weights(tmp_path
     done = run_cli("avrnn_tf.train", f"--config={TINY}", f"--workdir={reference}",
                    "--progress=none", *EXACT)
     assert done.returncode == 0, done.stderr
-    want = checkpoint_values(tf, str(reference / "checkpoints" / "ckpt-40"))
+    want = checkpoint_tensors(str(reference / "checkpoints" / "ckpt-40"))
 
     killed = tmp_path / "killed"
     rng = random.Random(1234)
@@ -62,7 +56,7 @@ def test_sigkill_at_random_moments_then_resume_reaches_the_same_weights(tmp_path
     out, err = final.communicate(timeout=600)
     assert final.returncode == 0, err
     assert "resuming from" in out
-    got = checkpoint_values(tf, str(killed / "checkpoints" / "ckpt-40"))
+    got = checkpoint_tensors(str(killed / "checkpoints" / "ckpt-40"))
     assert set(got) == set(want) and len(got) > 10
     for name in want:  # model weights, every optimizer slot and the step counter
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)
@@ -126,7 +120,7 @@ def test_nan_data_skips_updates_and_stops_after_the_limit(tmp_path, loop_mod, mo
     # Every skipped step left the weights at their initial values, and those were checkpointed.
     latest = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
     assert latest.endswith("ckpt-5")
-    values = checkpoint_values(tf, latest)
+    values = checkpoint_tensors(latest)
     assert all(np.all(np.isfinite(v)) for v in values.values() if v.dtype.kind == "f")
 
 

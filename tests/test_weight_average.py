@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import load_config_file
+from conftest import checkpoint_tensors, load_config_file
 
 DECAY = 0.9
 STEPS, EVERY = 12, 4
@@ -66,12 +66,6 @@ def config(steps=STEPS):
     return c
 
 
-def checkpoint(tf, path):
-    reader = tf.train.load_checkpoint(path)
-    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
-            if "_CHECKPOINTABLE" not in k and not k.startswith("save_counter")}
-
-
 @pytest.fixture(scope="module")
 def averaged_run(tf, tmp_path_factory):
     """A tiny averaged run with a recorder: the training weights after every step and, at every
@@ -121,7 +115,7 @@ def test_validation_and_checkpoints_hold_the_average_and_keep_the_training_weigh
         network = restore.load_run(workdir, path).network  # Restores the root child `network`.
         for got, w in zip(network.trainable_variables, held["live"], strict=True):
             np.testing.assert_array_equal(got.numpy(), w)
-        saved = checkpoint(tf, path)
+        saved = checkpoint_tensors(path)
         copy = sorted((k for k in saved if k.startswith("training_weights/weights/")),
                       key=lambda k: int(k.split("/")[2]))
         for k, w in zip(copy, held["training"], strict=True):
@@ -152,8 +146,8 @@ def test_an_averaged_run_resumes_to_the_weights_of_an_uninterrupted_one(tf, aver
     split = str(tmp_path / "split")
     loop.train_and_evaluate(config(steps=EVERY + 2), split, verbose=0)  # Ends between rounds.
     loop.train_and_evaluate(config(), split, verbose=0)
-    want = checkpoint(tf, os.path.join(workdir, "checkpoints", f"ckpt-{STEPS}"))
-    got = checkpoint(tf, os.path.join(split, "checkpoints", f"ckpt-{STEPS}"))
+    want = checkpoint_tensors(os.path.join(workdir, "checkpoints", f"ckpt-{STEPS}"))
+    got = checkpoint_tensors(os.path.join(split, "checkpoints", f"ckpt-{STEPS}"))
     assert set(got) == set(want) and any(k.startswith("training_weights/") for k in got)
     for name in want:  # Average, training weights, update count, optimizer slots, counters.
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)

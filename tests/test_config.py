@@ -115,6 +115,11 @@ def test_recipes_follow_their_protocols():
     for variant in ("fsdd", "jsb"):
         c = config_lib.validate(load_config_module("vrnn_gauss.py").get_config(variant))
         assert c.train.early_stopping_patience > 0 and c.train.lr_decay_on_plateau > 0
+        # The averaged weights' smooth validation curve is what makes the short patience safe.
+        assert c.train.ema_decay == config_lib.RECIPE_EMA_DECAY > 0
+        assert c.train.early_stopping_patience == config_lib.RECIPE_PATIENCE
+    # FIVO's TIMIT protocol has no averaging (not measured here: no TIMIT in ../shared).
+    assert load_config_module("vrnn_gauss.py").get_config("timit").train.ema_decay == 0
     assert config_lib.validate(load_config_module("vrnn_gauss.py").get_config("fsdd")).data.train_frames == 0
     tiny = load_config_module("vrnn_gauss.py").get_config("tiny,timit")
     assert tiny.train.steps == 60 and tiny.train.early_stopping_patience == 0

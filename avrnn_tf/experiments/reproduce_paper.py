@@ -106,7 +106,8 @@ def experiment_config(name):
                    log_every=FLAGS.log_every, eval_every=FLAGS.eval_every,
                    checkpoint_every=FLAGS.eval_every, audio_every=0, num_final_samples=1,
                    keep_checkpoints=FLAGS.steps // FLAGS.eval_every + 2,  # All, for the diagnostics.
-                   early_stopping_patience=0, lr_decay_on_plateau=0.0)  # The paper's fixed budget.
+                   early_stopping_patience=0, lr_decay_on_plateau=0.0,  # The paper's fixed budget
+                   ema_decay=0.0)  # and its own weights (the recipe's averaging is not the paper's).
     if name == "avrnn_none":
         c.adversarial.regularize = False
     elif name.startswith("avrnn"):

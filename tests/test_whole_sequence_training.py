@@ -58,7 +58,7 @@ def test_whole_sequence_training_on_fsdd_trains_and_resumes(tmp_path, tf, fsdd_d
     from avrnn_tf import loop
     from conftest import read_events
 
-    from test_reliability import checkpoint_values
+    from conftest import checkpoint_tensors
 
     reference = loop.train_and_evaluate(whole_sequence_config(6), str(tmp_path / "ref"), verbose=0)
     assert reference["step"] == 6
@@ -66,8 +66,8 @@ def test_whole_sequence_training_on_fsdd_trains_and_resumes(tmp_path, tf, fsdd_d
     loop.train_and_evaluate(whole_sequence_config(3), str(tmp_path / "resumed"), verbose=0)
     resumed = loop.train_and_evaluate(whole_sequence_config(6), str(tmp_path / "resumed"), verbose=0)
     assert resumed["step"] == 6 and resumed["valid"] == reference["valid"]
-    want = checkpoint_values(tf, str(tmp_path / "ref" / "checkpoints" / "ckpt-6"))
-    got = checkpoint_values(tf, str(tmp_path / "resumed" / "checkpoints" / "ckpt-6"))
+    want = checkpoint_tensors(str(tmp_path / "ref" / "checkpoints" / "ckpt-6"))
+    got = checkpoint_tensors(str(tmp_path / "resumed" / "checkpoints" / "ckpt-6"))
     assert set(got) == set(want)
     for name in want:
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)

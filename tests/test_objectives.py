@@ -177,8 +177,7 @@ def test_a_tiny_particle_run_on_jsb_resumes_exactly_after_a_kill_and_evaluates(t
     import subprocess
     import sys
 
-    from conftest import PROJECT_ROOT, run_cli
-    from conftest import checkpoint_tensors
+    from conftest import PROJECT_ROOT, checkpoint_tensors, run_cli
     from test_reliability import wait_for_checkpoint
 
     args = [f"--config={JSB}", "--progress=none", f"--config.train.objective={name}",

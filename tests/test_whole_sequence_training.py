@@ -56,9 +56,7 @@ def whole_sequence_config(steps):
 
 def test_whole_sequence_training_on_fsdd_trains_and_resumes(tmp_path, tf, fsdd_dir):
     from avrnn_tf import loop
-    from conftest import read_events
-
-    from conftest import checkpoint_tensors
+    from conftest import checkpoint_tensors, read_events
 
     reference = loop.train_and_evaluate(whole_sequence_config(6), str(tmp_path / "ref"), verbose=0)
     assert reference["step"] == 6

@@ -87,6 +87,19 @@ def read_events(logdir):
     return found
 
 
+def seeded_network(spec, seed=0):
+    """`registry.create_network(spec)` with Keras' global seed set first, so that a test module's
+    tiny network has the same weights whatever ran before it in the worker: with 4-5 units a
+    random initialization can leave every ReLU of a layer dead at some step, which zeroes a
+    dependence that the tests check is there (seen once in CI on test_storn)."""
+    import keras
+
+    from avrnn_tf import registry
+
+    keras.utils.set_random_seed(seed)
+    return registry.create_network(spec)
+
+
 def checkpoint_tensors(path):
     """{name: value} of every tensor the checkpoint `path` saved (weights, optimizer slots,
     counters), without its save counter and object graph."""

@@ -5,6 +5,8 @@ tests/test_protocol.py."""
 import numpy as np
 import pytest
 
+from conftest import seeded_network
+
 B, T, D = 3, 6, 2
 LENGTHS = [6, 4, 2]
 VARIANTS = {  # name: (srnn_posterior, residual_posterior, head_layers)
@@ -15,9 +17,9 @@ VARIANTS = {  # name: (srnn_posterior, residual_posterior, head_layers)
 
 @pytest.fixture(scope="module")
 def nets(tf):
-    from avrnn_tf import models, registry
+    from avrnn_tf import models
 
-    return {name: registry.create_network(models.ModelSpec(
+    return {name: seeded_network(models.ModelSpec(
         kind="srnn", emission="gmm", x_dim=D, h_dim=4, z_dim=3, mlp_units=5, num_mixtures=2,
         head_layers=layers, srnn_posterior=posterior, residual_posterior=residual))
         for name, (posterior, residual, layers) in VARIANTS.items()}

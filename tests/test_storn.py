@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import PROJECT_ROOT, run_cli
+from conftest import PROJECT_ROOT, run_cli, seeded_network
 
 B, T, D = 3, 5, 2
 LENGTHS = [5, 3, 1]
@@ -18,9 +18,9 @@ OLD_STORN = os.path.join(PROJECT_ROOT, "tests", "fixtures", "pre_family_storn")
 
 @pytest.fixture(scope="module")
 def net(tf):
-    from avrnn_tf import models, registry
+    from avrnn_tf import models
 
-    return registry.create_network(models.ModelSpec(
+    return seeded_network(models.ModelSpec(
         kind="storn", emission="gmm", x_dim=D, h_dim=4, z_dim=3, mlp_units=5, num_mixtures=2,
         head_layers=2))
 

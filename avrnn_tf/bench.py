@@ -107,7 +107,7 @@ def summarize(values):
 
 def matmul_gflops(tf, n=2048, repeats=3):
     a = tf.random.normal([n, n])
-    f = tf.function(lambda a: tf.matmul(a, a))
+    f = tf.function(lambda a: tf.matmul(a, a), autograph=False)
     f(a).numpy()
     rates = []
     for _ in range(repeats):
@@ -299,7 +299,7 @@ def iwae_throughput(tf, size, k=100, repeats=3):
     b, t = 4, size["frames"]
     x = rng.normal([b, t, size["x_dim"]], [3, 4])
 
-    @tf.function
+    @tf.function(autograph=False)
     def run(x):
         tiled = bounds.tile_batch(x, k)
         noise = rng.normal(network.noise_shape(tiled), [5, 6])
@@ -322,7 +322,7 @@ def generation_rtf(tf, size, batch, seconds=2.0, sample_rate=16000, repeats=3):
     config.model.update(h_dim=size["h_dim"], z_dim=size["z_dim"], mlp_units=size["mlp_units"])
     network = registry.create_network(config_lib.model_spec(config, size["x_dim"]))
     frames = int(seconds * sample_rate / size["x_dim"])
-    sample = tf.function(network.sample)
+    sample = tf.function(network.sample, autograph=False)
     sample(batch, frames, tf.constant([1, 2])).numpy()
     rates = []
     for i in range(repeats):
@@ -357,7 +357,7 @@ def transposed_products(tf, rounds=6):
             def loop(a, b, fn=fn, reps=reps):
                 return tf.foldl(lambda acc, _: acc + fn(a, b)[0, 0], tf.range(reps),
                                 initializer=tf.constant(0.0))
-            f = tf.function(loop)
+            f = tf.function(loop, autograph=False)
             f(t[a], t[b]).numpy()
             cases.append({"shape": [m, k, n], "variant": name, "f": f, "args": (t[a], t[b]),
                           "reps": reps, "best_s": float("inf")})

@@ -87,19 +87,37 @@ class AudioClips(RunCallback):
 class ValidationSummaries(RunCallback):
     """valid/<metric> scalars and histograms of the latent distributions on a validation batch."""
 
+    KEYS = ("post_loc", "post_scale", "prior_loc", "prior_scale")
+
+    def __init__(self, run):
+        super().__init__(run)
+        self._latents = None  # The traced pass of `latents`, built on the first round.
+
+    def latents(self, x, mask):
+        """The four latent tensors on batch (x, mask) with the evaluation noise, traced once (the
+        same batch every round: run eagerly, the recurrence would cost a Python step per frame)."""
+        network = self.run.network
+        if self._latents is None:
+            seed = objectives.step_seed(self.run.trainer.seed, objectives.EVAL_FOLD)
+
+            def latents(x, mask):
+                out = network.trajectory(x, rng.normal(network.noise_shape(x), seed), mask)
+                return {key: out[key] for key in self.KEYS}
+
+            self._latents = tf.function(
+                latents, autograph=False, input_signature=objectives.batch_signature(network.spec.x_dim))
+        return self._latents(tf.constant(x, tf.float32), tf.constant(mask, tf.float32))
+
     def on_evaluate(self, metrics):
         run = self.run
         write_scalars(run.writer, "valid", metrics, run.step)
-        network = run.network
-        if not network.z_dim:
+        if not run.network.z_dim:
             return
         x, mask = run.data.valid_batches[0]
-        seed = objectives.step_seed(run.trainer.seed, objectives.EVAL_FOLD)
-        out = network.trajectory(tf.constant(x), rng.normal(network.noise_shape(x), seed),
-                                 tf.constant(mask))
+        out = self.latents(x, mask)
         valid = tf.constant(np.asarray(mask) > 0)
         with run.writer.as_default(step=run.step):
-            for key in ("post_loc", "post_scale", "prior_loc", "prior_scale"):
+            for key in self.KEYS:
                 tf.summary.histogram(f"latent/{key}", tf.boolean_mask(out[key], valid))
 
 

@@ -236,7 +236,7 @@ class FreshCritic:
         self.optimizer.build(self.critic.trainable_variables)
         self._state = self.critic.variables + self.optimizer.variables
         self._initial = [v.numpy() for v in self._state]
-        self._step = tf.function(self._step_fn, reduce_retracing=True)
+        self._step = tf.function(self._step_fn, autograph=False, reduce_retracing=True)
         self._measures = {}
 
     def _step_fn(self, x, mask, seed):
@@ -276,7 +276,8 @@ class FreshCritic:
                     scores.append(d)
                 return scores[0] - scores[1], tf.reduce_max(tf.stack(norms))
 
-            self._measures[id(critic)] = (critic, tf.function(measure, reduce_retracing=True))
+            self._measures[id(critic)] = (critic, tf.function(measure, autograph=False,
+                                                              reduce_retracing=True))
         return self._measures[id(critic)][1]
 
     def estimate(self, critic, pairs, seed):
@@ -347,7 +348,7 @@ class Diagnostics:
         self.critic_steps, self.num_samples = int(critic_steps), int(num_samples)
         signature = [tf.TensorSpec([None, None, network.spec.x_dim], tf.float32),
                      tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([2], tf.int32)]
-        self.trajectory = tf.function(lambda x, m, s: latent_pairs(network, x, m, s),
+        self.trajectory = tf.function(lambda x, m, s: latent_pairs(network, x, m, s), autograph=False,
                                       input_signature=signature)
         self.fresh_critic = None
         if self.critic_steps > 0:

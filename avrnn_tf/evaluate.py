@@ -128,9 +128,9 @@ class BoundEvaluator:
         self.row_width = network.row_width
         spec = [tf.TensorSpec([None, None, network.spec.x_dim], tf.float32),
                 tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([2], tf.int32)]
-        self._elbo = tf.function(self._elbo_fn, input_signature=spec)
+        self._elbo = tf.function(self._elbo_fn, autograph=False, input_signature=spec)
         self._iwae = {}
-        self._fivo = tf.function(self._fivo_fn, input_signature=spec)
+        self._fivo = tf.function(self._fivo_fn, autograph=False, input_signature=spec)
 
     def _noise(self, x, rows, seed):
         """Noise for `rows` copies of the batch x ([rows * B, T, Z], as bounds.tile_batch)."""
@@ -153,7 +153,7 @@ class BoundEvaluator:
 
             spec = [tf.TensorSpec([None, None, self.network.spec.x_dim], tf.float32),
                     tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([2], tf.int32)]
-            self._iwae[k] = tf.function(fn, input_signature=spec)
+            self._iwae[k] = tf.function(fn, autograph=False, input_signature=spec)
         return self._iwae[k]
 
     def _fivo_fn(self, x, mask, seed):

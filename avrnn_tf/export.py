@@ -190,24 +190,28 @@ class Generator(tf.Module):
         count = lambda name: scalar(tf.int32, name)
         seed = scalar(tf.int32, "seed")
         temp = scalar(tf.float32, "temperature")
-        self.sample = tf.function(self._sample, input_signature=[
+        self.sample = tf.function(self._sample, autograph=False, input_signature=[
             count("num_sequences"), count("num_frames"), seed, temp])
-        self.sample_chunk = tf.function(self._sample_chunk, input_signature=[
+        self.sample_chunk = tf.function(self._sample_chunk, autograph=False, input_signature=[
             state, count("num_frames"), seed, count("start_frame"), temp])
-        self.encode = tf.function(self._encode, input_signature=[frames("prefix_frames"), seed])
-        self.continue_from = tf.function(self._continue_from, input_signature=[
+        self.encode = tf.function(self._encode, autograph=False,
+                                  input_signature=[frames("prefix_frames"), seed])
+        self.continue_from = tf.function(self._continue_from, autograph=False, input_signature=[
             frames("prefix_frames"), count("num_frames"), seed, temp])
-        self.score = tf.function(self._score, input_signature=[
+        self.score = tf.function(self._score, autograph=False, input_signature=[
             frames("frames"), mask, seed, count("num_samples")])
-        self.reconstruct = tf.function(self._reconstruct, input_signature=[
+        self.reconstruct = tf.function(self._reconstruct, autograph=False, input_signature=[
             frames("frames"), mask, seed])
-        self.metadata = tf.function(self._metadata, input_signature=[])
+        self.metadata = tf.function(self._metadata, autograph=False, input_signature=[])
 
     SIGNATURES = ("sample", "sample_chunk", "encode", "continue_from", "score", "reconstruct",
                   "metadata")
 
     def signatures(self):
-        return {name: getattr(self, name).get_concrete_function() for name in self.SIGNATURES}
+        """{name: tf.function} of the serving signatures. Handed to tf.saved_model.save as
+        functions, not as concrete functions: save traces each one in its own save context, so
+        tracing them beforehand would only trace every signature twice."""
+        return {name: getattr(self, name) for name in self.SIGNATURES}
 
     # ------------------------------------------------------------------------- helpers
     @staticmethod

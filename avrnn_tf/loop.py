@@ -194,6 +194,7 @@ class Run:
         # `interrupted` on every worker at the same step (saving is a collective).
         self.pending_signal = None
         self.stop_reason = None
+        self.validator = None  # objectives.evaluator of the validation split, built on first use.
         self.read_dir = workdir  # Where checkpoints and saved statistics are read (the chief's).
         workdir = self._place_worker(workdir)
         workdir_lib.check_writable(workdir)
@@ -316,7 +317,7 @@ class Run:
         self.checkpoints.check_disk(workdir)
         self.writer = (tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
                        if self.is_chief else tf.summary.create_noop_writer())
-        self.sampler = tf.function(self.network.sample)
+        self.sampler = tf.function(self.network.sample, autograph=False)
         self.callbacks = []  # callbacks.RunCallback objects (set by `_train`).
 
     @property
@@ -375,8 +376,10 @@ class Run:
         `fit`'s distributed `evaluate`, so validation is the same code and the same numbers for
         every tf.distribute strategy (the noise is the evaluation noise of `test_step`).
         """
-        return objectives.evaluate(self.trainer.objective, self.network, self.data.valid_batches,
-                                   self.trainer.seed)
+        if self.validator is None:  # Traced on the first round, reused by every later one.
+            self.validator = objectives.evaluator(self.trainer.objective, self.network,
+                                                  self.trainer.seed)
+        return self.validator(self.data.valid_batches)
 
     def evaluate(self):
         """Validation metrics, handed to every callback's `on_evaluate`; keeps the best checkpoint

@@ -178,7 +178,7 @@ class Collective:
             return value / local
 
         def reducer(contribute):
-            @tf.function
+            @tf.function(autograph=False)
             def reduce(value):
                 return strategy_.reduce(tf.distribute.ReduceOp.SUM,
                                         strategy_.run(contribute, args=(value,)), axis=None)

@@ -229,8 +229,11 @@ def test_export_serving_layout_and_errors(tf, exports, tmp_path):
                     "export --serving")
     assert (base / "1" / "saved_model.pb").exists(), result.stdout
     assert f"avrnn-export: wrote {base / '1'} (rnn/gmm, ckpt-{EXPORT_STEPS}," in result.stdout
-    path, _ = export.export(workdir, str(base), serving_version="auto")  # The best checkpoint.
+    path, generator = export.export(workdir, str(base), serving_version="auto")  # The best one.
     assert path == str(base / "2") and (base / "2" / "saved_model.pb").exists()
+    # Each signature is traced once (by tf.saved_model.save), not once before saving and again.
+    assert {name: getattr(generator, name).experimental_get_tracing_count()
+            for name in generator.SIGNATURES} == {name: 1 for name in generator.SIGNATURES}
     with open(os.path.join(workdir, "checkpoints", "best.json")) as f:
         assert tf.saved_model.load(path).metadata()["step"].numpy() == json.load(f)["step"]
 

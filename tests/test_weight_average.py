@@ -72,7 +72,7 @@ def averaged_run(tf, tmp_path_factory):
     validation pass, the weights the network held while it was scored."""
     from avrnn_tf import callbacks, loop
 
-    record = {"initial": None, "steps": [], "validated": {}}
+    record = {"initial": None, "steps": [], "validated": {}, "validators": set()}
 
     class Recorder(callbacks.RunCallback):
         def on_train_batch_end(self, batch, logs=None):  # After StepControl's update.
@@ -85,10 +85,25 @@ def averaged_run(tf, tmp_path_factory):
                 "training": [v.numpy() for v in run.average.copy.weights]}
             if record["initial"] is None:
                 record["initial"] = record["validated"][run.step]["training"]
+            record["validators"].add(run.validator)
+            record["summaries"] = [c for c in run.callbacks
+                                   if isinstance(c, callbacks.ValidationSummaries)]
 
     workdir = str(tmp_path_factory.mktemp("averaged"))
     result = loop.train_and_evaluate(config(), workdir, verbose=0, callbacks=[Recorder])
     return workdir, result, record
+
+
+def test_every_validation_round_reuses_one_traced_graph(averaged_run):
+    """Four rounds (steps 0, 4, 8, 12), one trace: the validation objective and the latent
+    histograms' pass are traced on the first round and reused (not traced again per round, which
+    cost seconds of every round of every run)."""
+    _, result, record = averaged_run
+    assert len(record["validated"]) == STEPS // EVERY + 1
+    (validator,) = record["validators"]
+    assert validator.function.experimental_get_tracing_count() == 1
+    (summaries,) = record["summaries"]
+    assert summaries._latents.experimental_get_tracing_count() == 1
 
 
 def test_validation_and_checkpoints_hold_the_average_and_keep_the_training_weights(tf, averaged_run):

@@ -104,8 +104,8 @@ class ValidationSummaries(RunCallback):
                 out = network.trajectory(x, rng.normal(network.noise_shape(x), seed), mask)
                 return {key: out[key] for key in self.KEYS}
 
-            self._latents = tf.function(
-                latents, autograph=False, input_signature=objectives.batch_signature(network.spec.x_dim))
+            self._latents = tf.function(latents, autograph=False, input_signature=(
+                objectives.batch_signature(network.spec.x_dim)))
         return self._latents(tf.constant(x, tf.float32), tf.constant(mask, tf.float32))
 
     def on_evaluate(self, metrics):

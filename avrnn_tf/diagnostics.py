@@ -71,6 +71,7 @@ import numpy as np
 import tensorflow as tf
 
 from avrnn_tf import adversarial
+from avrnn_tf import objectives
 from avrnn_tf import rng
 
 ESTIMATOR = "gaussian_moment_fit"
@@ -346,10 +347,10 @@ class Diagnostics:
             raise ValueError(f"diagnostics need a latent model; kind {network.spec.kind!r} has none")
         self.network = network
         self.critic_steps, self.num_samples = int(critic_steps), int(num_samples)
-        signature = [tf.TensorSpec([None, None, network.spec.x_dim], tf.float32),
-                     tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([2], tf.int32)]
-        self.trajectory = tf.function(lambda x, m, s: latent_pairs(network, x, m, s), autograph=False,
-                                      input_signature=signature)
+        self.trajectory = tf.function(lambda x, m, s: latent_pairs(network, x, m, s),
+                                      autograph=False,
+                                      input_signature=objectives.batch_signature(
+                                          network.spec.x_dim, seed=True))
         self.fresh_critic = None
         if self.critic_steps > 0:
             def draw(x, mask, seed):

@@ -117,6 +117,7 @@ class BoundEvaluator:
         import tensorflow as tf
 
         from avrnn_tf import bounds
+        from avrnn_tf import objectives
         from avrnn_tf import rng
 
         self.rng = rng
@@ -126,11 +127,10 @@ class BoundEvaluator:
         self.seed = int(seed)
         self.tf, self.bounds = tf, bounds
         self.row_width = network.row_width
-        spec = [tf.TensorSpec([None, None, network.spec.x_dim], tf.float32),
-                tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([2], tf.int32)]
-        self._elbo = tf.function(self._elbo_fn, autograph=False, input_signature=spec)
+        self._spec = objectives.batch_signature(network.spec.x_dim, seed=True)
+        self._elbo = tf.function(self._elbo_fn, autograph=False, input_signature=self._spec)
         self._iwae = {}
-        self._fivo = tf.function(self._fivo_fn, autograph=False, input_signature=spec)
+        self._fivo = tf.function(self._fivo_fn, autograph=False, input_signature=self._spec)
 
     def _noise(self, x, rows, seed):
         """Noise for `rows` copies of the batch x ([rows * B, T, Z], as bounds.tile_batch)."""
@@ -151,9 +151,7 @@ class BoundEvaluator:
                                                  mask=tiled(mask, k))
                 return self.bounds.log_weights(terms, mask, k)
 
-            spec = [tf.TensorSpec([None, None, self.network.spec.x_dim], tf.float32),
-                    tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([2], tf.int32)]
-            self._iwae[k] = tf.function(fn, autograph=False, input_signature=spec)
+            self._iwae[k] = tf.function(fn, autograph=False, input_signature=self._spec)
         return self._iwae[k]
 
     def _fivo_fn(self, x, mask, seed):

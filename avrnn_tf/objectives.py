@@ -215,9 +215,11 @@ def batch_metrics(out):
     return result
 
 
-def batch_signature(x_dim):
-    """The input signature of (x [B, T, x_dim], mask [B, T]) for any batch size and length."""
-    return [tf.TensorSpec([None, None, x_dim], tf.float32), tf.TensorSpec([None, None], tf.float32)]
+def batch_signature(x_dim, seed=False):
+    """The input signature of (x [B, T, x_dim], mask [B, T]) for any batch size and length, and
+    of a seed pair [2] after them when `seed`."""
+    spec = [tf.TensorSpec([None, None, x_dim], tf.float32), tf.TensorSpec([None, None], tf.float32)]
+    return spec + [tf.TensorSpec([2], tf.int32)] if seed else spec
 
 
 def evaluator(objective, network, seed):

@@ -137,9 +137,9 @@ def held_out_metrics(workdir):
     corpus = pipeline.load_corpus(d)
     standardizer = pipeline.Standardizer(stats["mean"], stats["std"])
     objective = objectives.from_config(config)
-    score = lambda utterances, limit=0: objectives.evaluate(
-        objective, network, pipeline.eval_batches(utterances, standardizer, d.frame_size,
-                                                  d.valid_batch_size, limit), config.train.seed)
+    scorer = objectives.evaluator(objective, network, config.train.seed)  # Traced once for both.
+    score = lambda utterances, limit=0: scorer(pipeline.eval_batches(
+        utterances, standardizer, d.frame_size, d.valid_batch_size, limit))
     return {"valid": score(corpus.valid, d.max_valid_utterances),
             "test": score(corpus.test) if corpus.test else {}}
 

@@ -81,10 +81,11 @@ class ValidationCounters(tf.Module):
         """Whether early stopping (`patience` rounds; 0 = never) has ended the run."""
         return 0 < patience <= int(self.since_best.numpy())
 
-    def record(self, loss, step, train):
+    def record(self, loss, step, train, count_from=0):
         """Counts one validation pass of `loss` at `step` under config.train `train`; returns
-        (improved, the new learning rate or None when it does not change). A non-finite loss
-        never improves."""
+        (improved, the decay factor or None when the learning rate does not change). A non-finite
+        loss never improves. Rounds before step `count_from` (config.kl_anneal_end: the KL
+        weight still annealing) keep a better loss but are not counted against the run."""
         improved = math.isfinite(loss) and loss < float(self.best.numpy())
         self.evaluated.assign(step)
         if improved:
@@ -92,6 +93,8 @@ class ValidationCounters(tf.Module):
             self.since_best.assign(0)
             self.since_change.assign(0)
             return True, None
+        if step < count_from:
+            return False, None
         self.since_best.assign_add(1)
         self.since_change.assign_add(1)
         if not train.lr_decay_on_plateau or int(self.since_change.numpy()) < train.lr_plateau_patience:

@@ -390,7 +390,8 @@ class Run:
                 callback.on_evaluate(result)
             t, loss = self.config.train, -float(result[self.criterion])
             self.save_best(loss)
-        _, factor = self.checkpoints.validation.record(loss, self.step, t)
+        _, factor = self.checkpoints.validation.record(loss, self.step, t,
+                                                       config_lib.kl_anneal_end(self.config))
         if factor:
             self.decay_learning_rates(factor)
         return result
@@ -517,6 +518,8 @@ def _train(run, verbose, extra_callbacks):
         f"{run.data.num_train_chunks} training "
         f"chunks; {sum(int(np.prod(v.shape)) for v in run.network.trainable_variables):,} "
         f"parameters; steps {step} -> {t.steps}; workdir {os.path.abspath(run.workdir)}")
+    for note in config_lib.recipe_notes(config):
+        log(note)
 
     def on_signal(signum, frame):
         if run.interrupted or run.pending_signal:  # A second signal: stop now (the last

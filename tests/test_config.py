@@ -127,6 +127,42 @@ def test_recipes_follow_their_protocols():
         load_config_module("vrnn_gauss.py").get_config("fsdd,timit")
 
 
+def test_jsb_recipe_anneals_the_kl_only_where_a_kl_is_trained(cfg):
+    """`:jsb` anneals the KL of latent models that have no schedule of their own; Z-Forcing keeps
+    its own; the recipe's anneal steps aside (accepted, unused, said) under IWAE/FIVO training,
+    while a user's own kl_anneal with those objectives is still refused; `tiny` does not anneal."""
+    from avrnn_tf import objectives
+
+    for name in ("vrnn_gauss.py", "vrnn_i.py", "storn.py", "srnn.py"):
+        c = cfg.validate(load_config_module(name).get_config("jsb"))
+        t = c.train
+        assert (t.kl_anneal, t.kl_anneal_from_recipe) == (True, True)
+        assert (t.kl_anneal_start, t.kl_anneal_increment, t.kl_anneal_cap) == cfg.JSB_KL_ANNEAL
+        assert cfg.recipe_notes(c) == []
+        assert objectives.from_config(c).keywords["kl_schedule"] == cfg.JSB_KL_ANNEAL
+        assert not load_config_module(name).get_config("tiny,jsb").train.kl_anneal
+    zforcing = load_config_module("zforcing.py")
+    assert zforcing.get_config("jsb").train.kl_anneal_increment == \
+        zforcing.get_config().train.kl_anneal_increment != cfg.JSB_KL_ANNEAL[1]
+    for name in ("rnn_gauss.py", "avrnn.py"):
+        assert not cfg.validate(load_config_module(name).get_config("jsb")).train.kl_anneal
+    for objective in ("iwae", "fivo"):
+        c = load_config_module("vrnn_gauss.py").get_config("jsb")
+        c.train.update(objective=objective, num_particles=4)
+        cfg.validate(c)
+        assert cfg.recipe_notes(c) == [f"the recipe's KL anneal is not used: train.objective "
+                                       f"'{objective}' has no separate KL term"]
+        bound = objectives.from_config(c)
+        assert bound.func is objectives.OBJECTIVES[objective] and "kl_schedule" not in bound.keywords
+        c.train.kl_anneal_from_recipe = False  # the same settings as the user's own choice
+        with pytest.raises(cfg.ConfigError, match="config.train.kl_anneal = True: the KL options"):
+            cfg.validate(c)
+    c = load_config_module("vrnn_gauss.py").get_config("jsb")
+    c.train.algorithm = "avrnn"
+    cfg.validate(c)
+    assert "adversarial.kl_weight" in cfg.recipe_notes(c)[0]
+
+
 def test_timit_recipe_trains_on_a_timit_layout_tree(tmp_path):
     import json
 

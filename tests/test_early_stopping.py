@@ -47,14 +47,15 @@ def config(steps=STEPS):
     return c
 
 
-def expected(history, patience, decay, decay_patience, min_lr):
+def expected(history, patience, decay, decay_patience, min_lr, count_from=0):
     """(step where early stopping ends the run or None, learning rate then, best step) from the
-    validation history [(step, value)] (higher is better): the rules written out naively."""
+    validation history [(step, value)] (higher is better): the rules written out naively. Rounds
+    before `count_from` (the KL weight still annealing) count for nothing but a new best."""
     best, best_step, since_best, since_change, lr = -np.inf, None, 0, 0, LR
     for step, value in history:
         if value > best:
             best, best_step, since_best, since_change = value, step, 0, 0
-        else:
+        elif step >= count_from:
             since_best += 1
             since_change += 1
             if since_change >= decay_patience:
@@ -91,6 +92,55 @@ def test_early_stopping_and_plateau_decay_follow_the_validation_history(tf, unin
     assert min(logged.values()) < LR  # TensorBoard shows the decayed rate.
     best = json.load(open(os.path.join(workdir, "checkpoints", "best.json")))
     assert best["step"] == best_step and best["criterion"] == "elbo_per_frame"
+
+
+ANNEAL_END = 40  # steps: the KL weight 0.2 + 0.02 * step reaches its cap 1 there
+
+
+def test_rounds_before_a_kl_anneal_reaches_its_cap_do_not_count(tf, libs, tmp_path, uninterrupted):
+    """With the KL weight annealing until step 40 the same damage cannot stop the run (nor decay
+    its rate) before 40; from 40 on the rules are the usual ones."""
+    from avrnn_tf import config as config_lib
+
+    loop, damage = libs
+    c = config()
+    c.train.update(kl_anneal=True, kl_anneal_start=0.2, kl_anneal_increment=0.02, kl_anneal_cap=1.0)
+    assert config_lib.kl_anneal_end(c) == ANNEAL_END
+    workdir = str(tmp_path / "annealed")
+    result = loop.train_and_evaluate(c, workdir, verbose=0, callbacks=[damage])
+    seen = history(workdir)
+    assert expected(seen, 3, 0.5, 1, 3e-4)[0] < ANNEAL_END  # Counted, these rounds would stop it.
+    stop, lr, best_step = expected(seen, 3, 0.5, 1, 3e-4, count_from=ANNEAL_END)
+    assert result["step"] == (stop or STEPS) and result["stopped_early"] == (stop is not None)
+    assert stop is None or stop >= ANNEAL_END + 2 * EVERY
+    logged = dict(read_events(os.path.join(workdir, "tensorboard"))["train/learning_rate"])
+    assert all(rate == pytest.approx(LR, rel=1e-6) for step, rate in logged.items()
+               if step <= ANNEAL_END) and lr < LR  # decayed only once the rounds count
+    best = json.load(open(os.path.join(workdir, "checkpoints", "best.json")))
+    assert best["step"] == best_step
+
+
+def test_the_anneal_end_is_where_the_trained_kl_weight_reaches_its_cap(tf):
+    """config.kl_anneal_end against the weight the ELBO objective actually applies (its
+    `kl_weight` scalar): below the cap one step before, at it from there; 0 where nothing anneals."""
+    from avrnn_tf import config as config_lib
+    from avrnn_tf import objectives, registry
+
+    c = load_config_file("vrnn_gauss.py", "tiny")
+    network = registry.create_network(config_lib.model_spec(c, 3))
+    x, mask = tf.zeros([2, 4, 3]), tf.ones([2, 4])
+    for start, increment, cap in ((0.2, 5e-4, 1.0), (0.2, 5e-5, 1.0), (0.0, 0.3, 1.0), (0.5, 0.07, 0.9)):
+        c.train.update(kl_anneal=True, kl_anneal_start=start, kl_anneal_increment=increment,
+                       kl_anneal_cap=cap)
+        end, objective = config_lib.kl_anneal_end(c), objectives.from_config(c)
+        weight = lambda step: float(objective(network, x, mask, tf.constant([1, 2]),
+                                              tf.constant(step))["scalars"]["kl_weight"])
+        assert weight(end - 1) < cap and weight(end) == pytest.approx(cap, abs=1e-6)
+    c.train.kl_anneal_increment = 0.0  # a constant weight: nothing to wait for
+    assert config_lib.kl_anneal_end(c) == 0
+    c.train.update(kl_anneal_increment=5e-4, objective="fivo", num_particles=2)
+    assert config_lib.kl_anneal_end(c) == 0
+    assert config_lib.kl_anneal_end(load_config_file("rnn_gauss.py", "tiny")) == 0
 
 
 def test_a_resumed_run_stops_and_decays_where_an_uninterrupted_one_does(tf, libs, tmp_path,

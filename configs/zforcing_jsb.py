@@ -1,4 +1,5 @@
-"""Z-Forcing on JSB Chorales piano-rolls (Bernoulli emission); the same as configs/zforcing.py:jsb.
+"""Z-Forcing on JSB Chorales piano-rolls (Bernoulli emission); the same as configs/zforcing.py:jsb,
+auxiliary weight included (beta = `config.ZFORCING_JSB_AUX_WEIGHT`, 0.01).
 
   avrnn-train --config=configs/zforcing_jsb.py --workdir=runs/zforcing_jsb
   avrnn-train --config=configs/zforcing_jsb.py:tiny --workdir=/tmp/zforcing_jsb_tiny

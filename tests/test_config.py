@@ -144,6 +144,11 @@ def test_jsb_recipe_anneals_the_kl_only_where_a_kl_is_trained(cfg):
     zforcing = load_config_module("zforcing.py")
     assert zforcing.get_config("jsb").train.kl_anneal_increment == \
         zforcing.get_config().train.kl_anneal_increment != cfg.JSB_KL_ANNEAL[1]
+    # Z-Forcing's beta: the paper's 1 elsewhere, the validation-chosen weight on piano-rolls, the
+    # same through either file.
+    assert zforcing.get_config().train.aux_weight == zforcing.get_config("fsdd").train.aux_weight == 1
+    for c in (zforcing.get_config("jsb"), load_config_module("zforcing_jsb.py").get_config()):
+        assert cfg.validate(c).train.aux_weight == cfg.ZFORCING_JSB_AUX_WEIGHT < 1
     for name in ("rnn_gauss.py", "avrnn.py"):
         assert not cfg.validate(load_config_module(name).get_config("jsb")).train.kl_anneal
     for objective in ("iwae", "fivo"):

@@ -6,11 +6,17 @@ programs call `import_tensorflow()` first: it points fd 2 at a temporary file wh
 and initialises its devices, then restores it. If the import fails, what was captured is replayed so
 a real error is never hidden.
 
+SIGTERM and SIGINT are held (blocked, not lost) for the length of the import and delivered when it
+returns: a handler that raises (avrnn-train's start-up SIGTERM handler exits with one line) would
+otherwise raise inside TensorFlow's own import machinery, where an extension module's
+initialisation can turn the exit into an import-error traceback.
+
 `AVRNN_VIRTUAL_CPUS=N` (N > 1) splits the CPU into N logical devices before TensorFlow starts, so
 `--strategy=mirrored` can be tried (and tested) on a machine without accelerators.
 """
 
 import os
+import signal
 import sys
 import tempfile
 
@@ -29,6 +35,8 @@ def import_tensorflow(before_init=None):
         _done = True
         return tf
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    held = {signal.SIGTERM, signal.SIGINT}
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, held) if hasattr(signal, "pthread_sigmask") else None
     sys.stderr.flush()
     saved = os.dup(2)
     capture = tempfile.TemporaryFile()
@@ -54,5 +62,7 @@ def import_tensorflow(before_init=None):
         os.dup2(saved, 2)
         os.close(saved)
         capture.close()
+        if old_mask is not None:  # A signal that arrived meanwhile is delivered here.
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     _done = True
     return tf

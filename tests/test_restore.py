@@ -185,9 +185,30 @@ def test_issue14_item9_leftovers_are_removed_and_startup_sigterm_prints_one_line
     time.sleep(1.0)  # Start-up (importing TensorFlow alone) takes longer.
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143
+    assert proc.returncode == 143, err[-3000:]
     ours = [line for line in err.splitlines() if line.startswith("avrnn-train:")]
     assert len(ours) == 1 and "stopped by SIGTERM during start-up" in ours[0]
+
+
+def test_a_signal_during_the_tensorflow_import_is_held_until_the_import_returns():
+    """SIGTERM that arrives while `import_tensorflow` runs reaches the handler only after the
+    import has finished (TensorFlow Probability, its last step, loaded), not inside TensorFlow's
+    own import code, where a raising handler once ended a CI run with exit status 1 instead of
+    the start-up handler's one line and 143."""
+    script = (
+        "import os, signal, sys\n"
+        "def handler(signum, frame):\n"
+        "    done = 'tensorflow_probability' in sys.modules\n"
+        "    print('handled after the import' if done else 'handled inside the import', flush=True)\n"
+        "    sys.exit(143)\n"
+        "signal.signal(signal.SIGTERM, handler)\n"
+        "from avrnn_tf.tf_setup import import_tensorflow\n"
+        "import_tensorflow(before_init=lambda tf: os.kill(os.getpid(), signal.SIGTERM))\n"
+        "print('not stopped', flush=True)\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 143, proc.stderr[-3000:]
+    assert proc.stdout.splitlines() == ["handled after the import"], proc.stdout
 
 
 @pytest.mark.parametrize("step, flagged", [(0, True), (200, False)])

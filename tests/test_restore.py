@@ -195,16 +195,19 @@ def test_a_signal_during_the_tensorflow_import_is_held_until_the_import_returns(
     import has finished (TensorFlow Probability, its last step, loaded), not inside TensorFlow's
     own import code, where a raising handler once ended a CI run with exit status 1 instead of
     the start-up handler's one line and 143."""
-    script = (
-        "import os, signal, sys\n"
-        "def handler(signum, frame):\n"
-        "    done = 'tensorflow_probability' in sys.modules\n"
-        "    print('handled after the import' if done else 'handled inside the import', flush=True)\n"
-        "    sys.exit(143)\n"
-        "signal.signal(signal.SIGTERM, handler)\n"
-        "from avrnn_tf.tf_setup import import_tensorflow\n"
-        "import_tensorflow(before_init=lambda tf: os.kill(os.getpid(), signal.SIGTERM))\n"
-        "print('not stopped', flush=True)\n")
+    script = """if True:
+        import os, signal, sys
+
+        def handler(signum, frame):
+            done = "tensorflow_probability" in sys.modules
+            print("handled after the import" if done else "handled inside the import", flush=True)
+            sys.exit(143)
+
+        signal.signal(signal.SIGTERM, handler)
+        from avrnn_tf.tf_setup import import_tensorflow
+        import_tensorflow(before_init=lambda tf: os.kill(os.getpid(), signal.SIGTERM))
+        print("not stopped", flush=True)
+    """
     proc = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 143, proc.stderr[-3000:]

@@ -35,8 +35,9 @@ def import_tensorflow(before_init=None):
         _done = True
         return tf
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    held = {signal.SIGTERM, signal.SIGINT}
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, held) if hasattr(signal, "pthread_sigmask") else None
+    old_mask = None
+    if hasattr(signal, "pthread_sigmask"):  # POSIX only.
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     sys.stderr.flush()
     saved = os.dup(2)
     capture = tempfile.TemporaryFile()

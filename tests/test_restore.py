@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 
 import numpy as np
@@ -195,7 +196,7 @@ def test_a_signal_during_the_tensorflow_import_is_held_until_the_import_returns(
     import has finished (TensorFlow Probability, its last step, loaded), not inside TensorFlow's
     own import code, where a raising handler once ended a CI run with exit status 1 instead of
     the start-up handler's one line and 143."""
-    script = """if True:
+    script = textwrap.dedent("""\
         import os, signal, sys
 
         def handler(signum, frame):
@@ -207,7 +208,7 @@ def test_a_signal_during_the_tensorflow_import_is_held_until_the_import_returns(
         from avrnn_tf.tf_setup import import_tensorflow
         import_tensorflow(before_init=lambda tf: os.kill(os.getpid(), signal.SIGTERM))
         print("not stopped", flush=True)
-    """
+        """)
     proc = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 143, proc.stderr[-3000:]

@@ -168,6 +168,21 @@ def test_jsb_recipe_anneals_the_kl_only_where_a_kl_is_trained(cfg):
     assert "adversarial.kl_weight" in cfg.recipe_notes(c)[0]
 
 
+def test_fsdd_recipe_gives_zforcing_the_validation_chosen_anneal(cfg):
+    """`:fsdd` anneals Z-Forcing's KL to weight 1 by step 1,600 (the FSDD table's setting) from
+    the paper's start and cap; the config without a recipe keeps the paper's schedule, and no
+    other kind gains an anneal from the speech recipe."""
+    zforcing = load_config_module("zforcing.py")
+    paper, fsdd = zforcing.get_config().train, cfg.validate(zforcing.get_config("fsdd")).train
+    assert fsdd.kl_anneal and fsdd.kl_anneal_increment == cfg.ZFORCING_FSDD_KL_ANNEAL_INCREMENT
+    assert paper.kl_anneal_increment == 5e-5 != fsdd.kl_anneal_increment
+    assert (fsdd.kl_anneal_start, fsdd.kl_anneal_cap) == (paper.kl_anneal_start, paper.kl_anneal_cap)
+    c = zforcing.get_config("fsdd")
+    assert cfg.kl_anneal_end(c) == 1600
+    for name in ("vrnn_gauss.py", "vrnn_i.py", "storn.py", "srnn.py", "avrnn.py"):
+        assert not load_config_module(name).get_config("fsdd").train.kl_anneal
+
+
 def test_timit_recipe_trains_on_a_timit_layout_tree(tmp_path):
     import json
 

@@ -6,6 +6,8 @@ AVRNN_REQUIRE_TFIO=1 turns a missing tensorflow-io into a failure), with tensorf
 
 import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -44,6 +46,21 @@ def test_tfio_probe_runs_an_op_and_explains_itself():
     if not ok:
         with pytest.raises(DataError, match="tensorflow-io is not usable"):
             corpora.resolve_decoder("tfio")
+
+
+def test_tfio_probe_in_a_fresh_process_prints_no_tensorflow_log_lines():
+    """The probe is the first TensorFlow import of a fresh process (the CI's tfio leg calls it so):
+    TensorFlow's and tensorflow-io's C++ start-up logging must not reach the user's stderr."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    script = "from avrnn_tf.data import tfio_backend; print(tfio_backend.probe()[0])"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() in ("True", "False")
+    # absl's "I0000 00:00:..." lines (TF >= 2.17), TensorFlow 2.16's "2026-... : I ..." lines.
+    log_line = re.compile(r"^(WARNING: All log messages|[IWEF]\d{4} |\d{4}-\d\d-\d\d [\d:.]+: [IWEF] )",
+                          re.M)
+    assert not log_line.search(result.stderr), result.stderr
 
 
 # ----------------------------------------------------------------------------- decoding

@@ -30,8 +30,10 @@ TFIO_WAV_SUBTYPES = ("PCM_16", "PCM_24", "PCM_U8", "FLOAT")
 @functools.lru_cache(maxsize=None)
 def probe():
     """(usable, reason): whether tensorflow-io's audio ops run here, by running them."""
+    from avrnn_tf.tf_setup import import_tensorflow
+
+    tf = import_tensorflow()  # Quietly: a bare import prints TensorFlow's start-up chatter.
     try:
-        import tensorflow as tf
         import tensorflow_io as tfio
     except Exception as e:  # ImportError, or an error raised while it loads its libraries.
         return False, f"tensorflow_io does not import ({type(e).__name__}: {e})"
